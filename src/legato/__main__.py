@@ -1,0 +1,5 @@
+"""`python -m legato` runs the CLI."""
+
+from legato.cli import main
+
+main()

@@ -1,0 +1,59 @@
+"""`legato serve` and `legato migrate`."""
+
+from __future__ import annotations
+
+import gc
+
+import typer
+import uvicorn
+
+from legato.api import create_api
+from legato.app import Legato
+from legato.cli.context import console_err, settings
+from legato.observability import configure_logging
+
+
+def serve(
+    host: str = typer.Option(None, "--host", envvar="LEGATO_HOST", help="Address to listen on."),
+    port: int = typer.Option(None, "--port", envvar="LEGATO_PORT", help="Port to listen on."),
+    workers: bool = typer.Option(
+        True,
+        "--workers/--no-workers",
+        help="Run the pipeline, timers and delivery in this process.",
+    ),
+) -> None:
+    """Run the API and the workers in one process (migrating the database first)."""
+    config = settings(host=host, port=port, run_workers=workers)
+    configure_logging(config.log_level)
+    legato = Legato(config)
+    legato.claim_engine()
+    legato.migrate()
+    app = create_api(legato)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=config.host,
+            port=config.port,
+            log_config=None,
+            access_log=False,
+            loop="uvloop",
+            http="httptools",
+            lifespan="on",
+            timeout_graceful_shutdown=10,
+        )
+    )
+    console_err.print(f"Legato listening on http://{config.host}:{config.port}", highlight=False)
+    # Everything built so far lives as long as the process: freeze it so the cyclic GC stops
+    # re-scanning ~100k objects, and collect less often (one ingest request allocates ~1000
+    # containers). Measured: orjson.loads of a 20-event batch fell from ~350 to ~90 µs CPU.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 50, 100)
+    server.run()  # on the configured loop (uvloop): asyncio.run would ignore it
+
+
+def migrate() -> None:
+    """Apply the database migrations and exit."""
+    config = settings()
+    Legato(config).migrate()
+    console_err.print(f"database at {config.database_url} is up to date", highlight=False)

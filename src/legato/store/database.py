@@ -1,0 +1,168 @@
+"""Engines for SQLite (embedded default) and PostgreSQL, and the schema migrations.
+
+The only place that turns a database URL into connections. Async engines serve the running
+process (aiosqlite, psycopg 3); a short-lived sync engine applies Alembic migrations.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TextIO
+
+import orjson
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from legato.errors import Conflict, InvalidInput
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def driver_urls(url: str) -> tuple[sa.URL, sa.URL]:
+    """The (async, sync) driver URLs for a user-facing database URL."""
+    try:
+        parsed = make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise InvalidInput(f"not a database URL: {url!r}", field="database_url") from exc
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return parsed.set(drivername="sqlite+aiosqlite"), parsed.set(drivername="sqlite+pysqlite")
+    if backend in {"postgresql", "postgres"}:
+        return (
+            parsed.set(drivername="postgresql+psycopg_async"),
+            parsed.set(drivername="postgresql+psycopg"),
+        )
+    raise InvalidInput(
+        f"unsupported database {backend!r}: use sqlite:///FILE or postgresql://...",
+        field="database_url",
+    )
+
+
+class Database:
+    """One database: an async engine, its dialect, and its migrations."""
+
+    def __init__(self, url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 10):
+        self.url = url
+        async_url, self._sync_url = driver_urls(url)
+        self.is_sqlite = async_url.get_backend_name() == "sqlite"
+        kwargs: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
+        if self.is_sqlite:
+            # WAL lets readers run beside the one writer; busy_timeout queues writers.
+            kwargs["connect_args"] = {"timeout": 30}
+        else:
+            kwargs["pool_size"] = pool_size
+            kwargs["max_overflow"] = pool_size
+        self.engine: AsyncEngine = create_async_engine(async_url, **kwargs)
+        if self.is_sqlite:
+            self._install_sqlite_pragmas(self.engine.sync_engine, sqlite_synchronous)
+
+    @staticmethod
+    def _install_sqlite_pragmas(engine: sa.Engine, synchronous: str) -> None:
+        if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+            raise InvalidInput(f"sqlite_synchronous must be NORMAL or FULL, not {synchronous!r}")
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA temp_store=MEMORY")
+            cursor.execute("PRAGMA cache_size=-65536")
+            cursor.close()
+
+    @property
+    def dialect(self) -> str:
+        """`sqlite` or `postgresql`."""
+        return "sqlite" if self.is_sqlite else "postgresql"
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A connection inside one transaction, committed on success, rolled back on error."""
+        async with self.engine.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for reads (autobegin; nothing to commit)."""
+        async with self.engine.connect() as conn:
+            yield conn
+
+    def migrate(self, revision: str = "head") -> None:
+        """Bring the schema to `revision` (blocking; call before serving)."""
+        sync_engine = sa.create_engine(self._sync_url)
+        try:
+            with sync_engine.begin() as conn:
+                if self.is_sqlite:
+                    # 16 KB pages: a quarter fewer CPU per ingested event than 4 KB (fewer
+                    # page writes to the WAL). Applies when the file is created, else ignored.
+                    conn.exec_driver_sql("PRAGMA page_size = 16384")
+                config = Config()
+                config.set_main_option("script_location", str(MIGRATIONS))
+                config.attributes["connection"] = conn
+                command.upgrade(config, revision)
+        finally:
+            sync_engine.dispose()
+
+    async def dispose(self) -> None:
+        """Close every pooled connection."""
+        await self.engine.dispose()
+
+
+class ProcessLock:
+    """Holds an exclusive lock file beside a SQLite database: one engine process at a time.
+
+    SQLite has one writer; two `legato serve` processes on one file would both run the
+    pipeline and the timers. The OS drops the lock if the process dies, even by kill -9.
+    """
+
+    def __init__(self, database_url: str):
+        path = make_url(database_url).database or ""
+        self.path = Path(path + ".lock") if path and path != ":memory:" else None
+        self._file: TextIO | None = None
+
+    @property
+    def held(self) -> bool:
+        """True while this process holds the lock."""
+        return self._file is not None
+
+    def acquire(self) -> None:
+        """Take the lock, or raise Conflict naming the process that holds it."""
+        if self.path is None:
+            return
+        handle = self.path.open("a+")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise Conflict(
+                f"{self.path.with_suffix('')} is in use by {holder}: on SQLite only one "
+                "`legato serve` may run; use PostgreSQL to run several processes",
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        self._file = handle
+
+    def release(self) -> None:
+        """Let another process take the lock."""
+        if self._file is not None:
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None

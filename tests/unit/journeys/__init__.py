@@ -1,0 +1,1 @@
+"""Journey document, validation and engine tests."""
