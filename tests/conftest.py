@@ -128,40 +128,42 @@ class Server:
 
 
 def start_server(
-    database_url: str, workdir: Path, extra_env: dict[str, str] | None = None
+    database_url: str,
+    workdir: Path,
+    extra_env: dict[str, str] | None = None,
+    *,
+    keys: Server | None = None,
+    workers: bool = True,
 ) -> Server:
-    """Create a workspace, start `legato serve` on a free port, wait until it answers."""
+    """Start `legato serve` on a free port and wait until it answers: on a new workspace, or on
+    the one `keys` names (a restart); `workers=False` leaves the background workers off."""
     env = {**os.environ, "LEGATO_DATABASE_URL": database_url, **(extra_env or {})}
-    created = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "legato",
-            "workspace",
-            "create",
-            f"ws-{uuid.uuid4().hex[:6]}",
-            "--json",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-        cwd=workdir,
-    )
-    keys = json.loads(created.stdout)
+    if keys is None:
+        name = f"ws-{uuid.uuid4().hex[:6]}"
+        created = subprocess.run(
+            [sys.executable, "-m", "legato", "workspace", "create", name, "--json"],
+            env=env, capture_output=True, text=True, check=True, timeout=120, cwd=workdir,
+        )  # fmt: skip
+        body = json.loads(created.stdout)
+        ids = (body["workspace_id"], body["write_key"], body["admin_key"])
+    else:
+        ids = (keys.workspace_id, keys.write_key, keys.admin_key)
     port = free_port()
     log_path = workdir / f"serve-{port}.log"
+    args = ["serve", "--host", "127.0.0.1", "--port", str(port)]
+    if not workers:
+        args.append("--no-workers")
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "legato", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", "legato", *args],
             env=env,
             cwd=workdir,
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    # Generous: parallel test processes share two cores, and importing the app can take 10 s.
+    deadline = time.monotonic() + 90
     while True:
         try:
             if httpx.get(url + "/healthz", timeout=1).status_code == 200:
@@ -170,18 +172,10 @@ def start_server(
             pass
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
+            process.wait()
             raise RuntimeError("legato serve did not start:\n" + log_path.read_text())
         time.sleep(0.1)
-    return Server(
-        url,
-        database_url,
-        keys["workspace_id"],
-        keys["write_key"],
-        keys["admin_key"],
-        process,
-        env,
-        log_path,
-    )
+    return Server(url, database_url, *ids, process, env, log_path)
 
 
 def stop_server(server: Server) -> None:

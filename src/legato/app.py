@@ -29,6 +29,7 @@ from legato.runtime.journey_service import JourneyService
 from legato.runtime.journeys import JourneyStage
 from legato.runtime.keys import KeyResolver
 from legato.runtime.links import Links
+from legato.runtime.listening import Versions
 from legato.runtime.messages import Messages
 from legato.runtime.outbox import OutboxRecorder, WebhookWorker
 from legato.runtime.outcomes import Outcomes
@@ -38,7 +39,6 @@ from legato.runtime.segment_service import SegmentService
 from legato.runtime.segments import Definitions, Evaluator, RecheckWorker, SegmentStage
 from legato.runtime.simulation import Simulations
 from legato.runtime.timers import TimerWorker
-from legato.runtime.transitions import Versions
 from legato.settings import Settings
 from legato.store.channels import ChannelStore
 from legato.store.consent import ConsentStore

@@ -50,7 +50,14 @@ def test_demo_loads_unified_profiles_and_reuses_its_workspace(tmp_path: Path) ->
     examples = [*EXAMPLES.glob("*.yaml"), *EXAMPLES.glob("*.yml")]
     assert summary["journeys"], summary["journeys_unpublished"]
     assert len(summary["journeys"]) + len(summary["journeys_unpublished"]) == len(examples)
-
+    # The demo defines what they read, so every one is published, and the live moment after
+    # publishing puts people in each (win-back: everyone lapsed when its segment turned on).
+    assert summary["journeys_unpublished"] == {}
+    assert summary["lapsed_customers"] > 0
+    assert summary["live_messages"] > 0
+    empty = [key for key, entered in summary["journey_entries"].items() if entered == 0]
+    assert sorted(summary["journey_entries"]) == sorted(summary["journeys"])
+    assert not empty, f"example journeys nobody entered in the demo: {empty}"
     listed = legato(
         "profiles",
         "list",

@@ -132,8 +132,20 @@ def test_journeys_through_the_api_and_the_cli(server: Server, tmp_path: Path) ->
     (tmp_path / "v2.yaml").write_text(v2)
     server.cli("apply", "-f", str(tmp_path / "v2.yaml"))
     assert admin.get("/api/v1/journeys/welcome").json()["version"] == 1  # a draft only
-    published = admin.post("/api/v1/journeys/welcome/publish").json()
+    published = json.loads(server.cli("journeys", "publish", "welcome", "--json").stdout)
     assert (published["version"], published["created"]) == (2, True)
+    again = admin.post("/api/v1/journeys/welcome/publish").json()
+    assert (again["version"], again["created"]) == (2, False)  # nothing changed: no v3
+    paused = json.loads(server.cli("journeys", "pause", "welcome", "--json").stdout)
+    assert paused["status"] == "paused"
+    refused = server.cli("journeys", "pause", "welcome", check=False)
+    assert refused.returncode != 0 and "paused" in refused.stderr, refused
+    assert "Traceback" not in refused.stderr
+    assert json.loads(server.cli("journeys", "resume", "welcome", "--json").stdout)["version"] == 2
+    for args in (("journeys", "stats", "nope"), ("journeys", "publish", "nope")):
+        missing = server.cli(*args, check=False)
+        assert missing.returncode != 0 and "nope" in missing.stderr, missing
+        assert "Traceback" not in missing.stderr
     got = admin.get("/api/v1/journeys/welcome").json()
     assert [v["version"] for v in got["versions"]] == [1, 2]
     assert "nudge_v2" in json.dumps(got["draft"])
@@ -164,7 +176,18 @@ def test_journeys_through_the_api_and_the_cli(server: Server, tmp_path: Path) ->
     )
     assert as_json["entered"] == 3
 
-    assert admin.post("/api/v1/journeys/welcome/archive").json()["status"] == "archived"
+    broken_file = tmp_path / "broken.yaml"
+    broken_file.write_text(
+        JOURNEY.replace("next: thanks", "next: gone").replace("on_event: thanks", "on_event: gone")
+    )
+    refused = server.cli("simulate", "-f", str(broken_file), "--since", "1d", check=False)
+    assert refused.returncode != 0 and "'gone' is not a node" in refused.stderr, refused
+    assert "Traceback" not in refused.stderr
+
+    archived = json.loads(server.cli("journeys", "archive", "welcome", "--json").stdout)
+    assert archived["status"] == "archived"
+    assert admin.post("/api/v1/journeys/quote/archive").json()["status"] == "archived"
+    assert admin.post("/api/v1/journeys/welcome/resume").status_code == 409
     listed = json.loads(server.cli("journeys", "list", "--json").stdout)
     assert {j["key"]: j["status"] for j in listed}["welcome"] == "archived"
     sends = wait_for(lambda: _recorded(server) >= 5 or None)

@@ -14,8 +14,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from tests.acceptance.test_pipeline_crash import launch
-from tests.conftest import Server, stop_server
+from tests.conftest import Server, start_server, stop_server
 
 pytestmark = pytest.mark.slow
 PEOPLE = 120
@@ -62,7 +61,7 @@ def events(event: str, people: range) -> list[dict[str, Any]]:
 def test_kill_9_mid_runs_then_restart_loses_and_repeats_nothing(
     db_url: str, tmp_path: Path
 ) -> None:
-    first = launch(db_url, tmp_path, workers=True)
+    first = start_server(db_url, tmp_path)
     journey = tmp_path / "drip.yaml"
     journey.write_text(JOURNEY)
     first.cli("apply", "-f", str(journey), "--publish")
@@ -87,7 +86,7 @@ def test_kill_9_mid_runs_then_restart_loses_and_repeats_nothing(
             first.process.kill()
     assert killed_at is not None and killed_at[0] < 3 * PEOPLE, "the kill must land mid-runs"
 
-    again = launch(db_url, tmp_path, workers=True, keys=first)
+    again = start_server(db_url, tmp_path, keys=first)
     try:
         post(again, events("Poke", range(PEOPLE // 2, PEOPLE, 3)))
         deadline = time.monotonic() + 120

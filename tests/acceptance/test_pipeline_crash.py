@@ -4,9 +4,6 @@ every event ends up counted exactly once on its person's profile."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -16,7 +13,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import Server, free_port, stop_server
+from tests.conftest import start_server, stop_server
 
 pytestmark = pytest.mark.slow
 PEOPLE = 400
@@ -59,48 +56,6 @@ def expected_counts(sent: list[dict[str, Any]]) -> Counter[str]:
     return counts
 
 
-def launch(
-    database_url: str, workdir: Path, *, workers: bool, keys: Server | None = None
-) -> Server:
-    """Start `legato serve` (a new workspace unless `keys` names one); wait until it answers."""
-    env = {**os.environ, "LEGATO_DATABASE_URL": database_url}
-    if keys is None:
-        created = subprocess.run(
-            [sys.executable, "-m", "legato", "workspace", "create", "shop", "--json"],
-            env=env, capture_output=True, text=True, check=True, timeout=120, cwd=workdir,
-        )  # fmt: skip
-        body = json.loads(created.stdout)
-        ids = (body["workspace_id"], body["write_key"], body["admin_key"])
-    else:
-        ids = (keys.workspace_id, keys.write_key, keys.admin_key)
-    port = free_port()
-    log_path = workdir / f"serve-{port}.log"
-    args = ["serve", "--host", "127.0.0.1", "--port", str(port)]
-    if not workers:
-        args.append("--no-workers")
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "legato", *args],
-            env=env,
-            cwd=workdir,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError("legato serve did not start:\n" + log_path.read_text())
-        time.sleep(0.1)
-    return Server(url, database_url, *ids, process, env, log_path)
-
-
 def attributed(database_url: str) -> int:
     """Events the pipeline has applied (they carry a profile id)."""
     engine = sa.create_engine(database_url.replace("postgresql://", "postgresql+psycopg://"))
@@ -120,7 +75,7 @@ def test_kill_9_mid_pipeline_then_restart_counts_every_event_once(
 ) -> None:
     sent = messages()
     # Ingest with the pipeline off, so that a large backlog is waiting for it.
-    first = launch(db_url, tmp_path, workers=False)
+    first = start_server(db_url, tmp_path, workers=False)
     try:
         with httpx.Client(base_url=first.url, auth=(first.write_key, ""), timeout=30) as http:
             for start in range(0, len(sent), BATCH):
@@ -132,7 +87,7 @@ def test_kill_9_mid_pipeline_then_restart_counts_every_event_once(
         stop_server(first)
     assert attributed(db_url) == 0
 
-    busy = launch(db_url, tmp_path, workers=True, keys=first)
+    busy = start_server(db_url, tmp_path, keys=first)
     try:
         deadline = time.monotonic() + 60
         while (done := attributed(db_url)) < 200:
@@ -145,7 +100,7 @@ def test_kill_9_mid_pipeline_then_restart_counts_every_event_once(
             busy.process.kill()
     assert done < len(sent), "the kill should land in the middle of the backlog"
 
-    again = launch(db_url, tmp_path, workers=True, keys=first)
+    again = start_server(db_url, tmp_path, keys=first)
     try:
         deadline = time.monotonic() + 90
         while attributed(db_url) < len(sent):

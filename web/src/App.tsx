@@ -7,11 +7,17 @@ import { Login } from "./pages/Login";
 import { ProfilePage, ProfilesPage } from "./pages/Profiles";
 import { SettingsPage } from "./pages/Settings";
 import { Shell } from "./pages/Shell";
-import { MessagesPage, SegmentsPage, TemplatesPage } from "./pages/Upcoming";
 import { builderRouteKey } from "./journey/storage";
 import { match, navigate, useLocation } from "./router";
 import { SessionProvider } from "./session";
 
+// Pages past the overview load on demand too, so the first screen stays small.
+const SegmentsPage = lazy(() => import("./pages/Segments").then((m) => ({ default: m.SegmentsPage })));
+const SegmentEditor = lazy(() => import("./pages/Segments").then((m) => ({ default: m.SegmentEditor })));
+const SegmentPage = lazy(() => import("./pages/Segments").then((m) => ({ default: m.SegmentPage })));
+const TemplatesPage = lazy(() => import("./pages/Templates").then((m) => ({ default: m.TemplatesPage })));
+const TemplateEditor = lazy(() => import("./pages/Templates").then((m) => ({ default: m.TemplateEditor })));
+const MessagesPage = lazy(() => import("./pages/Messages").then((m) => ({ default: m.MessagesPage })));
 const JourneysPage = lazy(() => import("./pages/Journeys").then((m) => ({ default: m.JourneysPage })));
 const JourneyRoute = lazy(() => import("./pages/Journeys").then((m) => ({ default: m.JourneyRoute })));
 
@@ -49,7 +55,12 @@ function Pages() {
   else if (path === "/profiles") page = <ProfilesPage />;
   else if ((params = match("/profiles/:id", path))) page = <ProfilePage key={params.id} id={params.id} />;
   else if (path === "/segments") page = <SegmentsPage />;
+  else if (path === "/segments/new") page = <SegmentEditor key="new" segmentKey={null} />;
+  else if ((params = match("/segments/:key/edit", path))) page = <SegmentEditor key={`edit:${params.key}`} segmentKey={params.key} />;
+  else if ((params = match("/segments/:key", path))) page = <SegmentPage key={params.key} segmentKey={params.key} />;
   else if (path === "/templates") page = <TemplatesPage />;
+  else if (path === "/templates/new") page = <TemplateEditor key="new" templateKey={null} />;
+  else if ((params = match("/templates/:key", path))) page = <TemplateEditor key={params.key} templateKey={params.key} />;
   else if (path === "/messages") page = <MessagesPage />;
   else if (path === "/settings") page = <SettingsPage />;
   else if (path === "/journeys") page = <JourneysPage />;

@@ -34,6 +34,8 @@ export class ApiError extends Error {
   readonly path?: string;
   readonly node?: string;
   readonly problems: Problem[];
+  /** Everything the server said (e.g. `line` and `column` of a template syntax error). */
+  readonly body: Record<string, unknown>;
 
   constructor(status: number, body: unknown, fallback: string) {
     const obj = (body && typeof body === "object" ? body : {}) as Record<string, unknown>;
@@ -43,6 +45,7 @@ export class ApiError extends Error {
       fallback;
     super(message);
     this.status = status;
+    this.body = obj;
     this.kind = typeof obj.error === "string" ? obj.error : "";
     this.path = typeof obj.path === "string" ? obj.path : undefined;
     this.node = typeof obj.node === "string" ? obj.node : undefined;

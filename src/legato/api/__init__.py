@@ -19,6 +19,7 @@ from legato.api import (
     errors,
     journeys,
     links,
+    profile_journeys,
     profiles,
     rejections,
     segments,
@@ -56,6 +57,7 @@ def create_api(legato: Legato, *, manage_lifecycle: bool = True) -> FastAPI:
     app.include_router(workspace.router)
     app.include_router(rejections.router)
     app.include_router(profiles.router)
+    app.include_router(profile_journeys.router)  # a profile's runs (the console's 360° view)
     app.include_router(journeys.router)
     app.include_router(segments.router)
     for router in (delivery.router, consent.router, links.router, client.router):

@@ -297,7 +297,8 @@ async def add_suppression(request: Request, body: NewSuppression, key: Admin) ->
     return json_response({"channel": body.channel, "added": added}, 201 if added else 200)
 
 
-@router.delete("/suppressions/{channel}/{address}", status_code=204)
+@router.delete("/suppressions/{channel}/{address:path}", status_code=204)
 async def remove_suppression(request: Request, channel: str, address: str, key: Admin) -> None:
-    """Take an address off the suppression list."""
+    """Take an address off the suppression list (a web push endpoint is a URL: the address
+    may hold slashes)."""
     await _legato(request).consent.unsuppress(key.workspace_id, channel, address)

@@ -4,8 +4,10 @@
 signed token: no open redirect); `/t/o/{token}.gif` records an open and answers a 1x1 GIF.
 Provider callbacks verify who sent them before anything is recorded: `/hooks/twilio/
 {workspace}/{channel}` checks `X-Twilio-Signature` against the auth tokens of the channel's
-Twilio providers; `/hooks/status/{workspace}/{channel}` checks a Standard Webhooks signature by
-the channel's `status_secret`. Routes never compose SQL.
+Twilio providers; `/hooks/whatsapp/{workspace}/{channel}` answers Meta's subscription handshake
+(GET, the providers' `verify_token`) and checks `X-Hub-Signature-256` against their
+`app_secret` (POST); `/hooks/status/{workspace}/{channel}` checks a Standard Webhooks signature
+by the channel's `status_secret`. Routes never compose SQL.
 """
 
 from __future__ import annotations
@@ -15,13 +17,15 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import RedirectResponse
+from fastapi.responses import PlainTextResponse, RedirectResponse
 
 from legato.api.errors import json_response
 from legato.app import Legato
 from legato.channels.status import (
     parse_generic,
     parse_twilio,
+    parse_whatsapp,
+    verify_meta,
     verify_standard_webhook,
     verify_twilio,
 )
@@ -81,19 +85,26 @@ async def _body(request: Request) -> bytes:
     return body
 
 
-@router.post("/hooks/twilio/{workspace_id}/{channel}", include_in_schema=False)
-async def twilio_status(request: Request, workspace_id: str, channel: str) -> Response:
-    """Twilio's message status callback (set the channel's `status_callback` to this URL)."""
-    legato = _legato(request)
+async def _provider_settings(
+    legato: Legato, workspace_id: str, channel: str, provider: str, setting: str
+) -> list[str]:
+    """The values of `setting` across the channel's providers of kind `provider`."""
     config = await legato.delivery_config.snapshot(workspace_id)
     entry = config.channels.get(channel)
     if entry is None:
         raise NotFound(f"no channel {channel!r}", field="channel")
-    tokens = [
-        str(settings["auth_token"])
-        for provider, settings in _providers(entry.document)
-        if provider == "twilio" and settings.get("auth_token")
+    return [
+        str(settings[setting])
+        for kind, settings in _providers(entry.document)
+        if kind == provider and settings.get(setting)
     ]
+
+
+@router.post("/hooks/twilio/{workspace_id}/{channel}", include_in_schema=False)
+async def twilio_status(request: Request, workspace_id: str, channel: str) -> Response:
+    """Twilio's message status callback (set the channel's `status_callback` to this URL)."""
+    legato = _legato(request)
+    tokens = await _provider_settings(legato, workspace_id, channel, "twilio", "auth_token")
     if not tokens:
         raise Unauthorized("this channel has no Twilio auth token to verify callbacks with")
     params = parse_qsl((await _body(request)).decode("utf-8", "replace"), keep_blank_values=True)
@@ -104,6 +115,33 @@ async def twilio_status(request: Request, workspace_id: str, channel: str) -> Re
     if update is not None:
         await legato.outcomes.status(workspace_id, update)
     return Response(status_code=204)
+
+
+@router.get("/hooks/whatsapp/{workspace_id}/{channel}", include_in_schema=False)
+async def whatsapp_handshake(request: Request, workspace_id: str, channel: str) -> Response:
+    """Meta's webhook registration: echo `hub.challenge` when `hub.verify_token` is ours."""
+    tokens = await _provider_settings(
+        _legato(request), workspace_id, channel, "whatsapp", "verify_token"
+    )
+    query = request.query_params
+    if query.get("hub.mode") != "subscribe" or query.get("hub.verify_token") not in tokens:
+        return PlainTextResponse("verification failed", status_code=403)
+    return PlainTextResponse(query.get("hub.challenge", ""))
+
+
+@router.post("/hooks/whatsapp/{workspace_id}/{channel}", include_in_schema=False)
+async def whatsapp_status(request: Request, workspace_id: str, channel: str) -> Response:
+    """The WhatsApp Cloud API's message status webhook (delivered, read, failed)."""
+    legato = _legato(request)
+    secrets = await _provider_settings(legato, workspace_id, channel, "whatsapp", "app_secret")
+    if not secrets:
+        raise Unauthorized("this channel has no WhatsApp app_secret to verify webhooks with")
+    body = await _body(request)
+    verify_meta(body, request.headers.get("x-hub-signature-256"), secrets)
+    recorded = 0
+    for update in parse_whatsapp(body):
+        recorded += await legato.outcomes.status(workspace_id, update) is not None
+    return json_response({"recorded": recorded}, 200)
 
 
 @router.post("/hooks/status/{workspace_id}/{channel}", include_in_schema=False)

@@ -20,8 +20,33 @@ from legato.store.profiles import MAX_PAGE
 
 router = APIRouter(prefix="/api/v1/profiles", tags=["profiles"])
 
-#: Query parameter of the profile list that filters on a trait: `trait.plan=pro`.
+#: Query parameters of the profile list that filter on a trait: `trait.plan=pro`, or
+#: `trait[plan]=pro` (OpenAPI's deepObject style, what the interactive docs send).
 TRAIT_PREFIX = "trait."
+TRAIT_OBJECT = "trait["
+
+_TRAIT_PARAMETER = {
+    "name": "trait",
+    "in": "query",
+    "required": False,
+    "style": "deepObject",
+    "explode": True,
+    "schema": {"type": "object", "additionalProperties": {"type": "string"}},
+    "description": (
+        "Trait filters, all of which must match: `trait[plan]=pro` (or `trait.plan=pro`). A "
+        "trait matches when its value written as text equals the parameter (`42`, `true`)."
+    ),
+}
+
+
+def _trait_name(parameter: str) -> str | None:
+    """The trait a query parameter filters on, or None if it is not a trait filter."""
+    if parameter.startswith(TRAIT_PREFIX):
+        return parameter[len(TRAIT_PREFIX) :]
+    if parameter.startswith(TRAIT_OBJECT) and parameter.endswith("]"):
+        return parameter[len(TRAIT_OBJECT) : -1]
+    return None
+
 
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size")]
 Cursor = Annotated[str | None, Query(description="`next_cursor` of the previous page")]
@@ -75,10 +100,11 @@ async def lookup_profile(
     "",
     response_model=ProfilePage,
     description=(
-        "Live profiles, oldest first. Filter on traits with `trait.<key>=<value>` query "
-        "parameters (repeatable, all must match); a trait matches when its value written as "
-        "text equals the parameter (`trait.age=42`, `trait.vip=true`)."
+        "Live profiles, oldest first. Filter on traits with `trait.<key>=<value>` or "
+        "`trait[<key>]=<value>` query parameters (repeatable, all must match); a trait matches "
+        "when its value written as text equals the parameter (`trait.age=42`, `trait.vip=true`)."
     ),
+    openapi_extra={"parameters": [_TRAIT_PARAMETER]},
 )
 async def list_profiles(
     request: Request, key: Viewer, limit: Limit = 50, cursor: Cursor = None
@@ -86,8 +112,8 @@ async def list_profiles(
     """List profiles, a page at a time, optionally filtered by trait values."""
     traits: dict[str, str] = {}
     for name, text in request.query_params.multi_items():
-        if name.startswith(TRAIT_PREFIX):
-            trait = name[len(TRAIT_PREFIX) :]
+        trait = _trait_name(name)
+        if trait is not None:
             if trait in traits and traits[trait] != text:
                 raise InvalidInput(f"{name} is given twice with different values", field=name)
             traits[trait] = text

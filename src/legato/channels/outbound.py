@@ -18,6 +18,7 @@ import base64
 import contextlib
 import functools
 import ipaddress
+import select
 import socket
 import ssl
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -117,6 +118,50 @@ class AddressGuard:
         return any(ip.version == net.version and ip in net for net in self.allowed_networks)
 
 
+class _Stream(httpcore2.AsyncNetworkStream):
+    """A connection as httpcore sees it, answering `is_readable` from the socket found once.
+
+    The connection pool asks every idle connection whether it expired each time it places a
+    request; anyio rebuilds its attribute table on each such question, which made the pool
+    scan the largest cost of a send. The answer itself is unchanged (`is_socket_readable`)."""
+
+    def __init__(self, inner: httpcore2.AsyncNetworkStream) -> None:
+        self._inner = inner
+        self._socket = inner.get_extra_info("socket")
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+        return await self._inner.read(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        await self._inner.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's signature)
+    ) -> httpcore2.AsyncNetworkStream:
+        return _Stream(await self._inner.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "is_readable":
+            return _readable(self._socket)
+        return self._inner.get_extra_info(info)
+
+
+def _readable(sock: socket.socket | None) -> bool:
+    """Whether an idle connection's socket has something to read — for an idle HTTP/1.1
+    connection that means the server closed it (or broke protocol): it must not be reused."""
+    if sock is None or sock.fileno() == -1:
+        return True
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
+
+
 class _GuardedBackend(httpcore2.AsyncNetworkBackend):
     """httpcore network backend that connects only to addresses the guard returned."""
 
@@ -137,13 +182,14 @@ class _GuardedBackend(httpcore2.AsyncNetworkBackend):
         failure: Exception | None = None
         for address in addresses:
             try:
-                return await self._inner.connect_tcp(
+                stream = await self._inner.connect_tcp(
                     address,
                     port,
                     timeout=timeout,
                     local_address=local_address,
                     socket_options=socket_options,
                 )
+                return _Stream(stream)
             except (httpcore2.ConnectError, httpcore2.ConnectTimeout) as exc:
                 failure = exc
         assert failure is not None

@@ -1,11 +1,13 @@
 """Provider status callbacks: verifying who sent them and reading what they say.
 
-Two shapes are accepted. Twilio's status callback (form-encoded `MessageSid`, `MessageStatus`,
-`ErrorCode`), authenticated by `X-Twilio-Signature` — base64 HMAC-SHA1, keyed by the account's
-auth token, of the full callback URL followed by every POST parameter as name and value, sorted
-by name. And a generic JSON callback signed per the Standard Webhooks spec (`webhook-id`,
-`webhook-timestamp`, `webhook-signature`), for any vendor a small relay can translate. Both come
-out as a `StatusUpdate`. Pure: no I/O; the caller passes the current time.
+Three shapes are accepted. Twilio's status callback (form-encoded `MessageSid`,
+`MessageStatus`, `ErrorCode`), authenticated by `X-Twilio-Signature` — base64 HMAC-SHA1, keyed by
+the account's auth token, of the full callback URL followed by every POST parameter as name and
+value, sorted by name. The WhatsApp Cloud API's webhook (`entry[].changes[].value.statuses[]`),
+authenticated by `X-Hub-Signature-256` — `sha256=` and the hex HMAC-SHA256 of the raw body, keyed
+by the Meta app secret. And a generic JSON callback signed per the Standard Webhooks spec
+(`webhook-id`, `webhook-timestamp`, `webhook-signature`), for any vendor a small relay can
+translate. All come out as `StatusUpdate`s. Pure: no I/O; the caller passes the current time.
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ TOLERANCE_SECONDS = 300
 # https://www.twilio.com/docs/api/errors: the number does not exist / cannot receive SMS.
 _TWILIO_INVALID = frozenset({21211, 21214, 21217, 21407, 21612, 21614, 30005, 30006})
 _TWILIO_UNSUBSCRIBED = frozenset({21610})
+# https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes
+_WHATSAPP_INVALID = frozenset({131026})
+_WHATSAPP_UNSUBSCRIBED = frozenset({131050})
+_WHATSAPP_STATUSES = {"delivered": "delivered", "read": "opened", "failed": "failed"}
 _TWILIO_STATUSES = {
     "delivered": "delivered",
     "read": "opened",
@@ -148,3 +154,64 @@ def parse_generic(body: bytes) -> StatusUpdate:
         hard=data.get("hard") is True,
         url=url if isinstance(url, str) else None,
     )
+
+
+def verify_meta(body: bytes, signature: str | None, app_secrets: Sequence[str]) -> None:
+    """Unauthorized unless `signature` (the `X-Hub-Signature-256` header) is `sha256=` and the
+    hex HMAC-SHA256 of the raw body by one of the Meta app's secrets."""
+    if not signature:
+        raise Unauthorized("missing X-Hub-Signature-256")
+    scheme, _, offered = signature.partition("=")
+    if scheme != "sha256" or not offered:
+        raise Unauthorized("X-Hub-Signature-256 must be sha256=<hex digest>")
+    valid = False
+    for secret in app_secrets:
+        expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        valid |= hmac.compare_digest(expected, offered.lower())
+    if not valid:
+        raise Unauthorized("X-Hub-Signature-256 does not match")
+
+
+def parse_whatsapp(body: bytes) -> list[StatusUpdate]:
+    """The updates of a WhatsApp Cloud API webhook: one per entry of
+    `entry[].changes[].value.statuses[]` (`sent` is already known and yields none); a webhook
+    about inbound messages only yields none. InvalidInput when the body is not that shape."""
+    try:
+        data: Any = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput("the body is not JSON", path="$") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("entry"), list):
+        raise InvalidInput("a WhatsApp webhook has an `entry` list", path="$.entry")
+    updates: list[StatusUpdate] = []
+    for entry_index, entry in enumerate(data["entry"]):
+        changes = entry.get("changes") if isinstance(entry, dict) else None
+        if not isinstance(changes, list):
+            raise InvalidInput("each entry has a `changes` list", path=f"$.entry[{entry_index}]")
+        for change in changes:
+            value = change.get("value") if isinstance(change, dict) else None
+            statuses = value.get("statuses") if isinstance(value, dict) else None
+            for status in statuses if isinstance(statuses, list) else []:
+                update = _whatsapp_status(status)
+                if update is not None:
+                    updates.append(update)
+    return updates
+
+
+def _whatsapp_status(status: Any) -> StatusUpdate | None:
+    if not isinstance(status, dict) or not isinstance(status.get("id"), str):
+        raise InvalidInput("a status needs the message's `id` (wamid)", path="$.statuses.id")
+    wamid: str = status["id"]
+    raw = str(status.get("status") or "").lower()
+    mapped = _WHATSAPP_STATUSES.get(raw)
+    if mapped is None:
+        return None
+    errors = status.get("errors")
+    first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
+    code = first.get("code") if isinstance(first.get("code"), int) else None
+    title = first.get("title") or first.get("message") or ""
+    reason = f"whatsapp {raw}" + (f" (error {code}: {title})" if code else "")
+    if mapped == "failed" and code in _WHATSAPP_UNSUBSCRIBED:
+        return StatusUpdate("unsubscribed", provider_message_id=wamid, reason=reason)
+    if mapped == "failed" and code in _WHATSAPP_INVALID:
+        return StatusUpdate("bounced", provider_message_id=wamid, reason=reason, hard=True)
+    return StatusUpdate(mapped, provider_message_id=wamid, reason=reason)

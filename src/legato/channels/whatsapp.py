@@ -40,6 +40,10 @@ class WhatsAppSettings(BaseModel):
     base_url: str = "https://graph.facebook.com"
     api_version: str = Field(default="v21.0", pattern=r"^v\d+\.\d+$")
     timeout: float = Field(default=10.0, gt=0)
+    # The Meta app's secret: status webhooks (`/hooks/whatsapp/...`) are verified with it.
+    app_secret: str | None = Field(default=None, min_length=1)
+    # What Meta echoes when the webhook URL is registered (the GET subscription handshake).
+    verify_token: str | None = Field(default=None, min_length=1)
 
 
 class WhatsAppProvider:

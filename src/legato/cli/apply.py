@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -16,11 +16,16 @@ from rich.table import Table
 from legato.cli.context import console, current_workspace, opened, print_json, run
 from legato.cli.segments import backfill_progress
 from legato.errors import InvalidInput
-from legato.runtime.documents import Applied, Document, apply_documents, parse_documents
+
+if TYPE_CHECKING:  # runtime modules load when a command runs, not at CLI start-up
+    from legato.runtime.documents import Applied, Document
 
 
 def read_documents(files: list[Path]) -> list[Document]:
     """The documents of the files, in order ('-' reads standard input)."""
+    import legato.app  # noqa: F401 - the composition root imports (registers) every kind
+    from legato.runtime.documents import Document, parse_documents
+
     documents: list[Document] = []
     for path in files:
         if str(path) == "-":
@@ -50,6 +55,8 @@ def apply(
 ) -> None:
     """Validate every document of the files, then apply them all (or none if one is bad)."""
     documents = read_documents(files)
+
+    from legato.runtime.documents import apply_documents
 
     async def work() -> list[Applied]:
         async with opened() as legato:

@@ -1,4 +1,9 @@
-"""What every command shares: global options, consoles, and opening a Legato on the database."""
+"""What every command shares: global options, consoles, and opening a Legato on the database.
+
+Imports here stay light (typer, rich, settings): `legato --help` and usage errors must not pay
+for the application (FastAPI, SQLAlchemy, every runtime module), which `opened()` imports only
+when a command needs the database.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,17 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 from rich.console import Console
 
-from legato.app import Legato
 from legato.errors import InvalidInput, NotFound
 from legato.settings import Settings
-from legato.store.workspaces import Workspace
+
+if TYPE_CHECKING:
+    from legato.app import Legato
+    from legato.store.workspaces import Workspace
 
 T = TypeVar("T")
 
@@ -41,6 +48,8 @@ def settings(**overrides: Any) -> Settings:
 @asynccontextmanager
 async def opened(**overrides: Any) -> AsyncIterator[Legato]:
     """A migrated Legato on the configured database, without workers."""
+    from legato.app import Legato  # the whole application: only when a command needs it
+
     legato = Legato(settings(run_workers=False, **overrides))
     await asyncio.to_thread(legato.migrate)
     try:

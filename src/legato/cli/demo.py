@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.progress import (
@@ -24,22 +24,13 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from legato.app import Legato
 from legato.cli.context import console_err, print_json, settings
 from legato.cli.serve import serve
-from legato.demo.dataset import DemoSpec, estimated_messages
-from legato.demo.loader import (
-    DEMO_WORKSPACE,
-    DemoKeys,
-    IngestReport,
-    JourneyReport,
-    ingest_dataset,
-    install_journeys,
-    log_head,
-    open_demo_workspace,
-    wait_for_pipeline,
-)
-from legato.observability import configure_logging
+
+if TYPE_CHECKING:  # the application and the loader load when the command runs
+    from legato.app import Legato
+    from legato.demo.dataset import DemoSpec
+    from legato.demo.loader import DemoKeys, IngestReport, JourneyReport
 
 #: Where the example journeys live: in the source checkout (the README's `pip install -e .`),
 #: else in the working directory.
@@ -66,6 +57,10 @@ def demo(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:
     """Load a realistic multi-channel retail dataset into the `demo` workspace and serve it."""
+    from legato.app import Legato
+    from legato.demo.dataset import DemoSpec
+    from legato.observability import configure_logging
+
     config = settings(host=host, port=port, run_workers=True)
     configure_logging(config.log_level)
     spec = DemoSpec(now_ms=0, customers=customers, days=days, seed=seed)  # validates early
@@ -85,6 +80,16 @@ def demo(
 
 
 async def _load(legato: Legato, spec: DemoSpec, journeys_dir: Path) -> dict[str, Any]:
+    from legato.demo.dataset import DemoSpec
+    from legato.demo.loader import (
+        DEMO_WORKSPACE,
+        go_live,
+        install_journeys,
+        log_head,
+        open_demo_workspace,
+        prepare_audience,
+    )
+
     legato.claim_engine()
     try:
         await asyncio.to_thread(legato.migrate)
@@ -96,13 +101,23 @@ async def _load(legato: Legato, spec: DemoSpec, journeys_dir: Path) -> dict[str,
         # generator would share one interpreter lock, and ingestion would be slower for it.
         await legato.start()
         pipeline_seconds = await _wait_for_pipeline(legato, start_seq)
+        # What the journeys read exists before they are published; the live moment comes after.
+        await prepare_audience(legato, keys.workspace_id)
         journeys = await install_journeys(legato, keys.workspace_id, journeys_dir)
+        live = await go_live(legato, keys.workspace_id, spec, journeys.published)
     finally:
         await legato.stop()
-    return _summary(keys, spec, ingested, pipeline_seconds, journeys)
+    summary = _summary(keys, spec, ingested, pipeline_seconds, journeys)
+    summary["live_messages"] = live.messages
+    summary["lapsed_customers"] = live.lapsed_entered
+    summary["journey_entries"] = live.entries
+    return summary
 
 
 async def _ingest(legato: Legato, keys: DemoKeys, spec: DemoSpec) -> IngestReport:
+    from legato.demo.dataset import estimated_messages
+    from legato.demo.loader import ingest_dataset
+
     estimate = estimated_messages(spec.customers, spec.days)
     with _progress() as progress:
         task = progress.add_task("Generating and ingesting events", total=estimate)
@@ -127,6 +142,8 @@ async def _ingest(legato: Legato, keys: DemoKeys, spec: DemoSpec) -> IngestRepor
 
 
 async def _wait_for_pipeline(legato: Legato, start_seq: int) -> float:
+    from legato.demo.loader import wait_for_pipeline
+
     with _progress(counted=False) as progress:
         task = progress.add_task("Building profiles (pipeline)", total=100)
 
@@ -179,6 +196,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
         console_err.print(f"Journeys: {summary['journeys_note']}", highlight=False)
     if summary["journeys"]:
         console_err.print(f"Journeys published: {', '.join(summary['journeys'])}", highlight=False)
+        entries = ", ".join(f"{k} {n}" for k, n in summary.get("journey_entries", {}).items())
+        console_err.print(f"People in them after the live moment: {entries}", highlight=False)
     for key, reason in summary["journeys_unpublished"].items():
         console_err.print(f"Journey {key} kept as a draft: {reason}", highlight=False)
     state = "created" if summary["workspace_created"] else "reused"

@@ -9,7 +9,7 @@ day. Nothing here composes SQL or decides anything: the journey service does.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
@@ -17,9 +17,11 @@ from rich.table import Table
 
 from legato.cli.context import console, current_workspace, opened, print_json, run
 from legato.domain.durations import parse_duration_ms
-from legato.domain.journeys import Journey, parse_journey
 from legato.errors import InvalidInput
-from legato.runtime.simulation import SimulationReport, events_from_lines, simulate
+
+if TYPE_CHECKING:  # runtime modules load when a command runs, not at CLI start-up
+    from legato.domain.journeys import Journey
+    from legato.runtime.simulation import SimulationReport
 
 app = typer.Typer(help="Journeys: publish, pause, resume, archive, stats.")
 
@@ -130,6 +132,8 @@ def stats(
 
 
 def _journey_file(path: Path) -> Journey:
+    from legato.domain.journeys import parse_journey
+
     try:
         return parse_journey(path.read_text())
     except OSError as exc:
@@ -153,6 +157,8 @@ def simulate_command(
 ) -> None:
     """Replay history through a journey on a simulated clock (sending nothing): how many
     people reach each node, how many messages each channel sends per day."""
+    from legato.runtime.simulation import events_from_lines, simulate
+
     journey = _journey_file(file)
     if events is not None:
         try:

@@ -8,7 +8,7 @@ worker picks replayed messages up within a second).
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import orjson
 import typer
@@ -16,7 +16,9 @@ from rich.table import Table
 
 from legato.cli.context import console, current_workspace, opened, print_json, run
 from legato.errors import InvalidInput
-from legato.store.delivery import DeliveryRow
+
+if TYPE_CHECKING:  # the store loads SQLAlchemy: not at CLI start-up
+    from legato.store.delivery import DeliveryRow
 
 app = typer.Typer(
     help="Messages: deliveries, failures, dead letters, replay.", no_args_is_help=True

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import orjson
 import typer
 from rich.table import Table
 
 from legato.cli.context import console, current_workspace, opened, print_json, run
-from legato.domain.identity import ANONYMOUS_ID, EMAIL, PHONE, USER_ID
-from legato.domain.profiles import Profile, ProfilePage
 from legato.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from legato.domain.profiles import Profile, ProfilePage
 
 app = typer.Typer(help="Unified profiles: one per person, across every identifier.")
 
@@ -49,6 +50,9 @@ def get(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Show one profile, found by its id or by any one identifier."""
+    # Imported when the command runs: the identity rules load phonenumbers.
+    from legato.domain.identity import ANONYMOUS_ID, EMAIL, PHONE, USER_ID
+
     given = [
         (name, text)
         for name, text in (
@@ -118,6 +122,8 @@ def list_(
     if as_json:
         print_json(page.model_dump(mode="json"))
         return
+    from legato.domain.identity import USER_ID
+
     table = Table("id", "user_id", "events", "last seen")
     for profile in page.profiles:
         user = next((i.value for i in profile.identities if i.kind == USER_ID), "")

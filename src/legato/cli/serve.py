@@ -5,12 +5,8 @@ from __future__ import annotations
 import gc
 
 import typer
-import uvicorn
 
-from legato.api import create_api
-from legato.app import Legato
 from legato.cli.context import console_err, settings
-from legato.observability import configure_logging
 
 
 def serve(
@@ -23,6 +19,14 @@ def serve(
     ),
 ) -> None:
     """Run the API and the workers in one process (migrating the database first)."""
+    # The server, the API and the application are imported here, not at start-up of every
+    # command: `legato --help` must not pay for them.
+    import uvicorn
+
+    from legato.api import create_api
+    from legato.app import Legato
+    from legato.observability import configure_logging
+
     config = settings(host=host, port=port, run_workers=workers)
     configure_logging(config.log_level)
     legato = Legato(config)
@@ -54,6 +58,8 @@ def serve(
 
 def migrate() -> None:
     """Apply the database migrations and exit."""
+    from legato.app import Legato
+
     config = settings()
     Legato(config).migrate()
     console_err.print(f"database at {config.database_url} is up to date", highlight=False)

@@ -91,6 +91,12 @@ class DemoSpec:
         return round(self.customers * VISITORS_PER_CUSTOMER)
 
 
+def customer_user_id(index: int, seed: int) -> str:
+    """The userId of the `index`-th customer of a dataset made with `seed`."""
+    # Scrambling the index with an odd multiplier keeps ids unique and not sequential.
+    return f"cus_{(index * 2_654_435_761 + seed) % 2**32:08x}"
+
+
 def estimated_messages(customers: int, days: int) -> int:
     """About how many messages `generate` yields for this size (within about 10%)."""
     points = _MESSAGES_PER_CUSTOMER
@@ -514,8 +520,7 @@ class _Generator:
         first = rng.choice(country.first_names)
         last = rng.choice(country.last_names)
         person.first_name, person.last_name = first, last
-        # Scrambling the index with an odd multiplier keeps ids unique and not sequential.
-        person.user_id = f"cus_{(index * 2_654_435_761 + self.spec.seed) % 2**32:08x}"
+        person.user_id = customer_user_id(index, self.spec.seed)
         if rng.random() < 0.6:
             person.crm_id = f"CRM-{(index * 7_368_787 + 1_000_003) % 10**8:08d}"
         local_first = first.lower().translate(ASCII_FOLD)

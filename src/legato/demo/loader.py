@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from legato.app import Legato
+from legato.demo.audience import activate_lapsed_customers, define_audience
 from legato.demo.dataset import DemoSpec, Message, generate
+from legato.demo.live import live_moment
 from legato.errors import InvalidInput, LegatoError, NotFound, Retryable
 from legato.runtime.documents import APPLY_ORDER, Document, apply_documents, parse_documents
 
@@ -258,6 +260,46 @@ def read_documents(directory: Path) -> list[Document]:
             Document(len(documents) + i, d.kind, d.key, d.body) for i, d in enumerate(found)
         ]
     return documents
+
+
+@dataclass(frozen=True, slots=True)
+class LiveReport:
+    """What happened once the journeys were live: people who entered `lapsed_customers` (and
+    so win-back), the live moment's messages, and the runs each journey holds afterwards."""
+
+    lapsed_entered: int
+    messages: int
+    rejected: int
+    entries: dict[str, int]
+
+
+async def prepare_audience(legato: Legato, workspace_id: str) -> list[str]:
+    """Define what the example journeys read (computed traits, the win-back segment)."""
+    return await define_audience(legato, workspace_id)
+
+
+async def go_live(
+    legato: Legato,
+    workspace_id: str,
+    spec: DemoSpec,
+    journeys: Iterable[str],
+    *,
+    on_progress: Callable[[float], None] | None = None,
+) -> LiveReport:
+    """With the journeys published: turn `lapsed_customers` on, send the live moment through
+    ingestion, wait until the pipeline has applied it, and count each journey's entries.
+
+    The workers must be running (`Legato.start()`).
+    """
+    start_seq = await log_head(legato)
+    lapsed = await activate_lapsed_customers(legato, workspace_id)
+    report = await ingest_batches(legato, workspace_id, [live_moment(spec)])
+    await wait_for_pipeline(legato, start_seq, on_progress=on_progress)
+    entries: dict[str, int] = {}
+    for key in journeys:
+        stats = await legato.journeys.stats(workspace_id, key, None)
+        entries[key] = int(stats["journey"].get("entered", 0) or 0)
+    return LiveReport(lapsed, report.messages, report.rejected, entries)
 
 
 def _apply_rank(document: Document) -> int:

@@ -267,10 +267,30 @@ def validate_address(channel: str, address: str | None) -> str:
 
 
 def suppression_key(channel: str, address: str) -> str:
-    """The form of an address that suppression lists are keyed by (case-folded emails)."""
-    if CHANNEL_ADDRESS_KINDS.get(channel) is AddressKind.EMAIL:
+    """The form of an address that suppression lists are keyed by: case-folded emails, and the
+    endpoint of a web push subscription (its keys change when the browser renews them, the
+    endpoint is what identifies it)."""
+    kind = CHANNEL_ADDRESS_KINDS.get(channel)
+    if kind is AddressKind.EMAIL:
         return address.strip().lower()
+    if kind is AddressKind.WEB_PUSH and address.lstrip().startswith("{"):
+        try:
+            endpoint = orjson.loads(address).get("endpoint")
+        except (orjson.JSONDecodeError, AttributeError):
+            endpoint = None
+        if isinstance(endpoint, str):
+            return endpoint.strip()
     return address.strip()
+
+
+def validate_suppression_address(channel: str, address: str) -> str:
+    """An address as the suppression list takes it: what `validate_address` takes, and for web
+    push also the bare endpoint URL of a subscription."""
+    if CHANNEL_ADDRESS_KINDS.get(
+        channel
+    ) is AddressKind.WEB_PUSH and not address.lstrip().startswith("{"):
+        return _check_url(address)
+    return validate_address(channel, address)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import phonenumbers
 
@@ -29,9 +29,12 @@ PHONE = "phone"
 MAX_VALUE_LENGTH = 320
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class Identifier:
-    """One identifier of a person, normalised (emails lower-cased, phones in E.164)."""
+class Identifier(NamedTuple):
+    """One identifier of a person, normalised (emails lower-cased, phones in E.164).
+
+    A named tuple, not a dataclass: a chunk of the pipeline hashes, compares and sorts tens of
+    thousands of them, which tuples do in C.
+    """
 
     kind: str
     value: str

@@ -30,7 +30,7 @@ from legato.domain.consent import (
     SuppressionReason,
     subscribe_change,
 )
-from legato.domain.delivery import suppression_key, validate_address
+from legato.domain.delivery import suppression_key, validate_suppression_address
 from legato.errors import InvalidInput, NotFound
 from legato.ids import new_id
 from legato.ports import Clock
@@ -402,7 +402,7 @@ class ConsentService:
             known = ", ".join(sorted(CONSENT_KINDS))
             raise InvalidInput(f"channel must be one of {known}", field="channel")
         try:
-            normal = validate_address(channel, address)
+            normal = validate_suppression_address(channel, address)
         except InvalidInput as exc:
             raise InvalidInput(exc.message, field="address") from exc
         return channel, normal, suppression_key(channel, normal)

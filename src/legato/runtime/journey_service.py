@@ -34,9 +34,11 @@ from legato.domain.journeys import (
 from legato.errors import Conflict, InvalidInput, NotFound
 from legato.ports import Clock
 from legato.runtime import documents
+from legato.runtime.channels import BUILTIN_CHANNELS
 from legato.runtime.documents import ApplyContext, Document, DocumentKind, declared
+from legato.runtime.listening import Facts, Versions
 from legato.runtime.timers import schedule_row
-from legato.runtime.transitions import Facts, Origin, Unit, Versions, entry_book
+from legato.runtime.transitions import Origin, Unit, entry_book
 from legato.store.database import Database
 from legato.store.journeys import JOURNEY_NODE, JourneyRow, JourneyStore, reference_keys
 from legato.store.profiles import ProfileStore
@@ -110,6 +112,9 @@ class JourneyService:
             keys = await reference_keys(conn, workspace_id)
         for kind, extra in (declared or {}).items():
             keys.setdefault(kind, set()).update(extra)
+        if keys.get("channels"):
+            # Built-in channels (in-app, web) exist without a Channel document.
+            keys["channels"] |= set(BUILTIN_CHANNELS)
 
         def optional(kind: str) -> frozenset[str] | None:
             found = keys.get(kind) or set()

@@ -29,15 +29,8 @@ from legato.domain.engine import (
 )
 from legato.domain.pipeline import LoggedEvent, ResolvedEvent
 from legato.ports import Clock
-from legato.runtime.transitions import (
-    EntryBook,
-    Facts,
-    Origin,
-    Unit,
-    Versions,
-    entry_book,
-    listener_rows,
-)
+from legato.runtime.listening import Facts, Versions, listener_rows
+from legato.runtime.transitions import EntryBook, Origin, Unit, entry_book
 from legato.store.journeys import JourneyStore, Listener
 from legato.store.runs import RunStore
 

@@ -26,7 +26,8 @@ from legato.channels.templates import TemplateRenderer, prepare
 from legato.domain.engine import WebhookDone
 from legato.errors import InvalidInput, Permanent, Retryable
 from legato.ports import Clock
-from legato.runtime.transitions import Facts, Unit, Versions
+from legato.runtime.listening import Facts, Versions
+from legato.runtime.transitions import Unit
 from legato.store.database import Database
 from legato.store.log import classify_failure
 from legato.store.outbox import OutboxItem, OutboxStore

@@ -2,7 +2,8 @@
 
 Identify traits combine newest-wins (`domain.profiles.ProfileDraft`), every customer event
 counts and widens first/last seen, and `group` calls update the group's traits and the
-profile's memberships. One read and one write per chunk, on the pipeline's transaction. Never
+profile's memberships. Per chunk: one read and one write of the profiles that get traits, one
+in-place update (count, first/last seen) of the others, on the pipeline's transaction. Never
 resolves identity: it trusts `ResolvedEvent.profile_id` from the identity stage.
 """
 
@@ -17,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from legato.domain.pipeline import ResolvedEvent
 from legato.errors import NotFound
 from legato.ports import Clock
-from legato.store.profiles import GroupCall, ProfileStore
+from legato.store.profiles import Activity, GroupCall, ProfileStore
 
 
 def _traits(payload: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -51,17 +52,29 @@ class ProfileStage:
         now_ms = self.clock.now_ms()
         for workspace_id in sorted(by_workspace):
             items = by_workspace[workspace_id]
-            wanted = {item.profile_id for item in items if item.profile_id is not None}
-            drafts = await self.store.drafts(conn, workspace_id, wanted, lock=True)
+            # Only profiles with traits to set are read; the others just count events, which
+            # `add_activity` does in place (most events of a chunk are tracks and pages).
+            identified = {
+                item.profile_id
+                for item in items
+                if item.row.type == "identify" and item.profile_id is not None
+            }
+            drafts = await self.store.drafts(conn, workspace_id, identified, lock=True)
+            activity: dict[str, Activity] = {}
             calls: list[GroupCall] = []
             for item in items:
                 assert item.profile_id is not None
-                draft = drafts.get(item.profile_id)
-                if draft is None:
-                    raise NotFound(f"profile {item.profile_id} of event seq {item.seq} is gone")
                 row = item.row
-                draft.observe(row.timestamp_ms)
-                if row.type == "identify":
+                draft = drafts.get(item.profile_id)
+                if draft is not None:
+                    draft.observe(row.timestamp_ms)
+                elif item.profile_id in identified:
+                    raise NotFound(f"profile {item.profile_id} of event seq {item.seq} is gone")
+                elif (counted := activity.get(item.profile_id)) is not None:
+                    counted.observe(row.timestamp_ms)
+                else:
+                    activity[item.profile_id] = Activity(1, row.timestamp_ms, row.timestamp_ms)
+                if row.type == "identify" and draft is not None:
                     changed = draft.set_traits(_traits(row.payload), row.timestamp_ms)
                     if changed:
                         item.changed_traits = item.changed_traits | changed
@@ -74,4 +87,5 @@ class ProfileStage:
                             )
                         )
             await self.store.save(conn, drafts, now_ms)
+            await self.store.add_activity(conn, activity, now_ms)
             await self.store.join_groups(conn, workspace_id, calls, now_ms)

@@ -19,12 +19,8 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from legato.domain.computed_traits import AggregateState
 from legato.domain.conditions import (
     ConditionNode,
-    EventFact,
     condition_schema,
     parse_condition,
 )
@@ -35,15 +31,27 @@ from legato.domain.segments import (
     Segment,
     check_condition_references,
     dump_document,
-    parse_computed_trait,
     parse_segment,
     validate_references,
 )
 from legato.errors import Conflict, InvalidInput, NotFound
 from legato.ports import Clock
 from legato.runtime import documents
+from legato.runtime.computed_trait_service import ComputedTraitUseCases
+from legato.runtime.segment_views import (
+    ComputedTraitInfo,
+    Member,
+    MemberPage,
+    MembershipEvent,
+    ProfileDetail,
+    ProfileSegments,
+    Progress,
+    Saved,
+    SegmentInfo,
+    UploadResult,
+    segment_info,
+)
 from legato.runtime.segments import (
-    LOG_SEQ,
     Change,
     Definitions,
     Evaluator,
@@ -52,10 +60,8 @@ from legato.runtime.segments import (
     logged_change,
 )
 from legato.store.database import Database
-from legato.store.memberships import MembershipStore, ValueRow
+from legato.store.memberships import MembershipStore
 
-#: progress(segment or trait key, done, total): called as a backfill moves.
-Progress = Callable[[str, int, int], None]
 #: Profiles evaluated per transaction when scheduling a backfill's re-checks.
 PAGE = 500
 MAX_PAGE = 1000
@@ -64,94 +70,8 @@ MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 IDENTIFIER_COLUMNS = ("user_id", "email", "anonymous_id", "profile_id")
 
 
-class _View(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-
-class SegmentInfo(_View):
-    """A segment as the API shows it."""
-
-    key: str
-    name: str
-    description: str | None
-    static: bool
-    version: int
-    state: str
-    document: dict[str, Any]
-    members: int
-    created_ms: int
-    updated_ms: int
-
-
-class ComputedTraitInfo(_View):
-    """A computed trait as the API shows it."""
-
-    key: str
-    version: int
-    state: str
-    document: dict[str, Any]
-    created_ms: int
-    updated_ms: int
-
-
-class Saved(_View):
-    """What saving a definition did."""
-
-    key: str
-    created: bool
-    version: int
-    members: int | None = None
-    entered: int = 0
-    exited: int = 0
-
-
-class Member(_View):
-    """One member of a segment."""
-
-    profile_id: str
-    entered_ms: int
-
-
-class MemberPage(_View):
-    """A page of members; pass `next_cursor` back as `cursor` for the next one."""
-
-    members: list[Member]
-    next_cursor: str | None
-
-
-class MembershipEvent(_View):
-    """One entry in a profile's membership history."""
-
-    seq: int
-    segment: str
-    entered: bool
-    timestamp_ms: int
-
-
-class ProfileSegments(_View):
-    """What the profile API adds: computed-trait values and current segments."""
-
-    computed_traits: dict[str, Any] = Field(default_factory=dict)
-    segments: list[str] = Field(default_factory=list)
-
-
-class ProfileDetail(Profile):
-    """A profile with its computed-trait values and current segments (the profile API)."""
-
-    computed_traits: dict[str, Any] = Field(default_factory=dict)
-    segments: list[str] = Field(default_factory=list)
-
-
-class UploadResult(_View):
-    """What a static upload did: rows matched to profiles, and those that matched none."""
-
-    members: int
-    matched: int
-    unmatched: int
-
-
 @dataclass
-class SegmentService:
+class SegmentService(ComputedTraitUseCases):
     """Use cases of segments and computed traits (API, CLI and `legato apply` call these)."""
 
     db: Database
@@ -168,7 +88,7 @@ class SegmentService:
         async with self.db.connect() as conn:
             rows = await self.store.definitions(conn, workspace_id, "segment")
             return [
-                _segment_info(row, await self.store.member_count(conn, workspace_id, row.key))
+                segment_info(row, await self.store.member_count(conn, workspace_id, row.key))
                 for row in rows
             ]
 
@@ -177,9 +97,7 @@ class SegmentService:
         async with self.db.connect() as conn:
             for row in await self.store.definitions(conn, workspace_id, "segment"):
                 if row.key == key:
-                    return _segment_info(
-                        row, await self.store.member_count(conn, workspace_id, key)
-                    )
+                    return segment_info(row, await self.store.member_count(conn, workspace_id, key))
         raise NotFound(f"no segment {key!r}", key=key)
 
     async def count(self, workspace_id: str, key: str) -> int:
@@ -446,108 +364,6 @@ class SegmentService:
         self._changed()
         return UploadResult(members=members, matched=matched, unmatched=rows - matched)
 
-    # ------------------------------------------------------------- computed traits
-
-    async def list_computed_traits(self, workspace_id: str) -> list[ComputedTraitInfo]:
-        """Every computed trait of the workspace, by key."""
-        async with self.db.connect() as conn:
-            rows = await self.store.definitions(conn, workspace_id, "computed_trait")
-        return [_trait_info(row) for row in rows]
-
-    async def get_computed_trait(self, workspace_id: str, key: str) -> ComputedTraitInfo:
-        """One computed trait (NotFound if missing)."""
-        for info in await self.list_computed_traits(workspace_id):
-            if info.key == key:
-                return info
-        raise NotFound(f"no computed trait {key!r}", key=key)
-
-    @staticmethod
-    def check_computed_trait(body: Mapping[str, Any], *, key: str | None = None) -> ComputedTrait:
-        """Parse a computed-trait document (422 with the path)."""
-        body = dict(body)
-        if key is not None:
-            if body.get("key", key) != key:
-                raise InvalidInput(
-                    f"key {body.get('key')!r} differs from the URL's {key!r}", path="$.key"
-                )
-            body["key"] = key
-        body.setdefault("kind", "ComputedTrait")
-        return parse_computed_trait(body)
-
-    async def save_computed_trait(
-        self, workspace_id: str, doc: ComputedTrait, *, progress: Progress | None = None
-    ) -> Saved:
-        """Store a computed trait and compute it over all history; segments reading it follow."""
-        now = self.clock.now_ms()
-        async with self.db.transaction() as conn:
-            version, created = await self.store.save_definition(
-                conn, workspace_id, "computed_trait", doc.key, dump_document(doc), now
-            )
-            await self.store.delete_values(conn, workspace_id, doc.key)
-        self.definitions.forget(workspace_id)
-        aggregator = compile_workspace([], [doc]).aggregators[doc.key]
-        done = 0
-        async for page in self.store.trait_events(workspace_id, doc.event):
-            by_profile: dict[str, list[tuple[int, int, dict[str, Any]]]] = {}
-            for profile_id, seq, at, props in page:
-                by_profile.setdefault(profile_id, []).append((seq, at, props))
-            async with self.db.transaction() as conn:
-                stored = await self.store.values(conn, workspace_id, [doc.key], by_profile)
-                rows: list[ValueRow] = []
-                for profile_id, found in by_profile.items():
-                    previous = stored.get((doc.key, profile_id))
-                    state = (
-                        AggregateState.from_json(previous.state)
-                        if previous is not None
-                        else aggregator.new_state()
-                    )
-                    upto = int(previous.state.get(LOG_SEQ, 0)) if previous is not None else 0
-                    for seq, at, props in found:
-                        if seq > upto:
-                            aggregator.apply(state, EventFact(doc.event, at, props), now)
-                            upto = seq
-                    value, until = aggregator.value(state, now)
-                    rows.append(
-                        ValueRow(
-                            doc.key, profile_id, value, {**state.to_json(), LOG_SEQ: upto}, until
-                        )
-                    )
-                await self.store.write_values(conn, workspace_id, rows, now)
-            done += len(page)
-            if progress is not None:
-                progress(doc.key, done, 0)
-        async with self.db.transaction() as conn:
-            await self.store.set_state(conn, workspace_id, "computed_trait", doc.key, "live")
-            compiled = await self.definitions.get(conn, workspace_id)
-        # Segments reading this trait are backfilled again with its values.
-        for key in sorted(
-            compiled.by_computed.get(doc.key, set()), key=lambda k: compiled.segments[k].order
-        ):
-            await self._backfill(workspace_id, key, emit=True, progress=progress, follow=False)
-        self._changed()
-        return Saved(key=doc.key, created=created, version=version)
-
-    async def put_computed_trait(
-        self, workspace_id: str, body: Mapping[str, Any], *, key: str | None = None,
-        progress: Progress | None = None,
-    ) -> Saved:  # fmt: skip
-        """Check then save a computed-trait document."""
-        doc = self.check_computed_trait(body, key=key)
-        return await self.save_computed_trait(workspace_id, doc, progress=progress)
-
-    async def delete_computed_trait(self, workspace_id: str, key: str) -> None:
-        """Delete a computed trait and its values; refused while a segment reads it."""
-        async with self.db.transaction() as conn:
-            compiled = await self.definitions.get(conn, workspace_id)
-            readers = sorted(compiled.by_computed.get(key, set()))
-            if readers:
-                raise Conflict(
-                    f"computed trait {key!r} is read by segment(s) {', '.join(readers)}",
-                    key=key,
-                )
-            await self.store.delete_definition(conn, workspace_id, "computed_trait", key)
-        self.definitions.forget(workspace_id)
-
     # ------------------------------------------------------------------ internals
 
     async def _known(
@@ -577,7 +393,10 @@ class SegmentService:
             segment = compiled.segments.get(key)
             if segment is None:  # static: members come from uploads
                 await self.store.set_state(conn, workspace_id, "segment", key, "live")
-                return await self.store.member_count(conn, workspace_id, key), []
+                members = await self.store.member_count(conn, workspace_id, key)
+                if progress is not None:
+                    progress(key, members, members)
+                return members, []
             condition: ConditionNode = segment.document.condition  # type: ignore[assignment]
             before = await self.store.member_ids(conn, workspace_id, key) if emit else set()
             members = await self.store.replace_members(conn, workspace_id, key, condition, now)
@@ -602,7 +421,8 @@ class SegmentService:
                 )  # fmt: skip
             total = await self.store.profile_total(conn, workspace_id)
         if progress is not None:
-            progress(key, members, members)
+            # Membership is one statement; re-checks are then scheduled profile by profile.
+            progress(key, 0 if segment.reads.uses_time else total, total)
         if segment.reads.uses_time:
             # The SQL answer says who is in now; the predicate says until when, per person.
             after_id, done = "", 0
@@ -638,33 +458,6 @@ class SegmentService:
     def _changed(self) -> None:
         if self.on_change is not None:
             self.on_change()
-
-
-def _segment_info(row: Any, members: int) -> SegmentInfo:
-    document = dict(row.document)
-    return SegmentInfo(
-        key=row.key,
-        name=str(document.get("name") or row.key),
-        description=document.get("description"),
-        static=bool(document.get("static", False)),
-        version=row.version,
-        state=row.state,
-        document=document,
-        members=members,
-        created_ms=row.created_ms,
-        updated_ms=row.updated_ms,
-    )
-
-
-def _trait_info(row: Any) -> ComputedTraitInfo:
-    return ComputedTraitInfo(
-        key=row.key,
-        version=row.version,
-        state=row.state,
-        document=dict(row.document),
-        created_ms=row.created_ms,
-        updated_ms=row.updated_ms,
-    )
 
 
 # ------------------------------------------------------------------ legato apply
@@ -713,12 +506,14 @@ documents.register(documents.DocumentKind("Segment", check=_check_segment, apply
 documents.register(documents.DocumentKind("ComputedTrait", check=_check_trait, apply=_apply_trait))
 
 __all__ = [
+    "MAX_PAGE",
     "ComputedTraitInfo",
     "Member",
     "MemberPage",
     "MembershipEvent",
     "ProfileDetail",
     "ProfileSegments",
+    "Progress",
     "Saved",
     "SegmentInfo",
     "SegmentService",

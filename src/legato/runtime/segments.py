@@ -32,6 +32,7 @@ from legato.domain.conditions import (
     Predicate,
     References,
     compile_condition,
+    may_hold_for_a_new_profile,
     references,
 )
 from legato.domain.engine import SEGMENT_ENTERED_EVENT, SEGMENT_EXITED_EVENT, SEGMENT_PROPERTY
@@ -79,6 +80,10 @@ class CompiledWorkspace:
     by_trait: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     by_computed: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     dependents: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    #: Each segment with every segment that reads it, directly or not (filled on compile).
+    closures: dict[str, frozenset[str]] = field(default_factory=dict)
+    #: Segments that can hold for a profile with no facts yet: evaluated when one is born.
+    on_new_profile: set[str] = field(default_factory=set)
     aggregators: dict[str, Aggregator] = field(default_factory=dict)
     traits_by_event: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
 
@@ -124,6 +129,17 @@ def compile_workspace(
             compiled.by_computed[trait_key].add(key)
         for other in reads.segments:
             compiled.dependents[other].add(key)
+        if may_hold_for_a_new_profile(doc.condition):
+            compiled.on_new_profile.add(key)
+    for key in compiled.segments:
+        found: set[str] = set()
+        stack = [key]
+        while stack:
+            current = stack.pop()
+            if current not in found:
+                found.add(current)
+                stack.extend(compiled.dependents.get(current, ()))
+        compiled.closures[key] = frozenset(found)
     for computed in trait_docs:
         compiled.aggregators[computed.key] = Aggregator(computed)
         compiled.traits_by_event[computed.event].append(computed.key)
@@ -184,7 +200,16 @@ class _Context:
     """An `EvalContext` over loaded facts; `upto_seq` hides events logged after the one
     being processed."""
 
-    __slots__ = ("_events", "computed_traits", "profile_id", "segments", "traits", "upto_seq")
+    __slots__ = (
+        "_all",
+        "_events",
+        "_latest",
+        "computed_traits",
+        "profile_id",
+        "segments",
+        "traits",
+        "upto_seq",
+    )
 
     def __init__(self, profile_id: str, facts: Facts) -> None:
         self.profile_id = profile_id
@@ -192,14 +217,19 @@ class _Context:
         self.computed_traits: dict[str, Any] = facts.computed_traits
         self.segments: set[str] = facts.segments
         self._events = facts.events
+        # Per name: every fact, and the latest log offset among them. Most evaluations see
+        # them all (the event being processed is the person's latest), so no copy is made.
+        self._all = {name: [fact for _, fact in found] for name, found in facts.events.items()}
+        self._latest = {
+            name: max(seq for seq, _ in found) for name, found in facts.events.items() if found
+        }
         self.upto_seq: int | None = None
 
     def events(self, name: str) -> Sequence[EventFact]:
-        found = self._events.get(name, ())
         limit = self.upto_seq
-        if limit is None:
-            return [fact for _, fact in found]
-        return [fact for seq, fact in found if seq <= limit]
+        if limit is None or self._latest.get(name, -1) <= limit:
+            return self._all.get(name, ())
+        return [fact for seq, fact in self._events[name] if seq <= limit]
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,7 +289,19 @@ class Evaluator:
         names: set[str] = set()
         for key in wanted:
             names |= compiled.segments[key].reads.events
-        loaded = await self.store.facts(conn, workspace_id, {t.profile_id for t in touches}, names)
+        timed = [k for k in wanted if compiled.segments[k].reads.uses_time]
+        # Events logged after the last one being processed are not read (a backlog can be
+        # long); a touch without an offset (re-check, backfill) sees every event.
+        offsets = [t.upto_seq for t in touches]
+        upto = None if None in offsets else max(o for o in offsets if o is not None)
+        loaded = await self.store.facts(
+            conn, workspace_id, {t.profile_id for t in touches}, names, timed, upto
+        )
+        stored_rechecks = {
+            (key, profile_id): due
+            for profile_id, facts in loaded.items()
+            for key, due in facts.rechecks.items()
+        }
         contexts = {p: _Context(p, facts) for p, facts in loaded.items()}
         initial = {p: set(ctx.segments) for p, ctx in contexts.items()}
         changes: list[Change] = []
@@ -304,7 +346,9 @@ class Evaluator:
             entered.extend((k, profile_id, now_ms) for k in sorted(ctx.segments - before))
             exited.extend((k, profile_id) for k in sorted(before - ctx.segments))
         await self.store.write_members(conn, workspace_id, entered, exited)
-        await self.store.write_rechecks(conn, workspace_id, rechecks)
+        # Only the re-checks that change: most evaluations keep the moment already stored.
+        changed = {slot: due for slot, due in rechecks.items() if stored_rechecks.get(slot) != due}
+        await self.store.write_rechecks(conn, workspace_id, changed)
         if internal:
             await self.append_internal(conn, internal)
         self.changes += len(changes)
@@ -313,13 +357,8 @@ class Evaluator:
     @staticmethod
     def _closure(compiled: CompiledWorkspace, keys: Iterable[str]) -> set[str]:
         found: set[str] = set()
-        stack = [k for k in keys if k in compiled.segments]
-        while stack:
-            key = stack.pop()
-            if key in found:
-                continue
-            found.add(key)
-            stack.extend(compiled.dependents.get(key, ()))
+        for key in keys:
+            found |= compiled.closures.get(key, frozenset())
         return found
 
 
@@ -370,11 +409,22 @@ class SegmentStage:
             compiled = await self.definitions.get(conn, workspace_id)
             if not compiled.segments:
                 continue
+            items = by_workspace[workspace_id]
+            born: set[str] = set()
+            if compiled.on_new_profile:
+                # A profile with no earlier event in the log was born in this batch: segments
+                # that hold for nobody-in-particular get their first evaluation now.
+                born = await self.evaluator.store.without_history(
+                    conn, {i.profile_id for i in items if i.profile_id}, min(i.seq for i in items)
+                )
             touches: list[Touch] = []
-            for item in by_workspace[workspace_id]:
+            for item in items:
                 assert item.profile_id is not None
                 computed = self.computed_changes(item.seq)
                 keys = compiled.touched(item.row.event, item.changed_traits, computed or ())
+                if item.profile_id in born:
+                    born.discard(item.profile_id)
+                    keys = keys | compiled.on_new_profile
                 if item.merged_from:
                     keys = set(compiled.segments)  # a merge can change any verdict
                 if not keys:

@@ -58,7 +58,7 @@ from legato.domain.journeys import ApiTrigger, Journey, ScheduleTrigger
 from legato.domain.messages import instant_ms
 from legato.errors import InvalidInput
 from legato.ports import Clock
-from legato.runtime.transitions import START_NODE, Facts
+from legato.runtime.listening import START_NODE, Facts
 from legato.store.runs import ProfileFacts, RunStore
 
 #: Most events a simulation takes in (it holds them in memory).

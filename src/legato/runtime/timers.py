@@ -25,14 +25,8 @@ from legato.domain.engine import CompiledJourney, Occurrence, TimerFired
 from legato.domain.journeys import ScheduleTrigger
 from legato.errors import NotFound
 from legato.ports import Clock
-from legato.runtime.transitions import (
-    Facts,
-    Origin,
-    Unit,
-    Versions,
-    entry_book,
-    listener_rows,
-)
+from legato.runtime.listening import Facts, Versions, listener_rows
+from legato.runtime.transitions import Origin, Unit, entry_book
 from legato.store.database import Database
 from legato.store.journeys import JourneyStore, schedule_owner
 from legato.store.log import classify_failure

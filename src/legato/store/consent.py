@@ -254,8 +254,10 @@ class ConsentStore:
                 at_ms=suppression.at_ms,
             )
             .on_conflict_do_nothing()
+            # RETURNING, not rowcount: psycopg reports -1 rows for INSERT ... ON CONFLICT.
+            .returning(suppressions.c.address_key)
         )
-        return bool(done.rowcount)
+        return done.first() is not None
 
     async def unsuppress(self, workspace_id: str, channel: str, key: str) -> None:
         """Remove an address from the list; NotFound if it was not on it."""

@@ -30,6 +30,14 @@ def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+def _json_loads(value: Any) -> Any:
+    # A column declared JSON has NUMERIC affinity in SQLite: a document that is a bare number
+    # (a computed trait's `55`) is stored, and read back, as a number rather than as text.
+    if isinstance(value, int | float):
+        return value
+    return orjson.loads(value)
+
+
 def driver_urls(url: str) -> tuple[sa.URL, sa.URL]:
     """The (async, sync) driver URLs for a user-facing database URL."""
     try:
@@ -57,7 +65,7 @@ class Database:
         self.url = url
         async_url, self._sync_url = driver_urls(url)
         self.is_sqlite = async_url.get_backend_name() == "sqlite"
-        kwargs: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
+        kwargs: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": _json_loads}
         if self.is_sqlite:
             # WAL lets readers run beside the one writer; busy_timeout queues writers.
             kwargs["connect_args"] = {"timeout": 30}

@@ -1,11 +1,7 @@
-"""Deliveries in SQL: one row per message to send (journey send request or transactional API
-call), its lifecycle, and what delivery needs to read in bulk about recipients.
-
-Declared on the shared `legato.store.tables.metadata`; migration `0004_delivery` creates exactly
-these. A delivery is unique per (workspace, idempotency key) — the journey outbox key
-"run:node:visit", or the API caller's key — so a request is queued once whatever is retried.
-
-What delivery reads about the people behind deliveries is `store.recipients`.
+"""Deliveries in SQL: the queue the delivery worker drains — queueing, claiming, marking sends,
+settling, recovering what a vanished worker held — and what it reads in bulk (recent sends for
+frequency caps). The table and its values are `store.delivery_rows`; the history reads of the
+admin API are `store.delivery_history`; what delivery reads about people is `store.recipients`.
 
 Lifecycle (`status`): queued → claimed (a worker holds it; it has not reached a provider) →
 sending (handed to a provider: the outcome is unknown until recorded) → sent / delivered /
@@ -18,192 +14,52 @@ Decides nothing: `legato.runtime.delivery` does.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from legato.domain.delivery import MessageCategory, RecentSend
-from legato.errors import InvalidInput, NotFound
-from legato.store.database import Database
-from legato.store.tables import Id, Json, metadata
+from legato.store.delivery_history import DeliveryHistory
+from legato.store.delivery_rows import (
+    ID_CHARS,
+    PRIORITY_BULK,
+    PRIORITY_TRANSACTIONAL,
+    REPLAYABLE,
+    SENT_STATUSES,
+    SLICE,
+    STATUSES,
+    DeliveryRow,
+    NewDelivery,
+    Settlement,
+    deliveries,
+    delivery_row,
+    delivery_secrets,
+    insert_for,
+    slices,
+)
 
-#: Rows per statement when a list is spread over IN (...).
-SLICE = 500
-
-#: Statuses of a message that reached a provider (counted by frequency caps).
-SENT_STATUSES = ("sent", "delivered", "bounced", "complained")
-#: Statuses a replay may put back in the queue.
-REPLAYABLE = ("failed", "dead")
-#: Every status, in lifecycle order.
-STATUSES = ("queued", "claimed", "sending", *SENT_STATUSES, "skipped", "failed", "dead")
-
-#: The characters ids end with (`legato.ids`): lanes split people by them.
-_ID_CHARS = "0123456789abcdefghjkmnpqrstvwxyz"
-
-#: Priority of transactional messages (API sends, confirmations) and of bulk (journeys).
-PRIORITY_TRANSACTIONAL = 0
-PRIORITY_BULK = 1
-
-deliveries = sa.Table(
+__all__ = [
+    "PRIORITY_BULK",
+    "PRIORITY_TRANSACTIONAL",
+    "REPLAYABLE",
+    "SENT_STATUSES",
+    "SLICE",
+    "STATUSES",
+    "DeliveryHistory",
+    "DeliveryRow",
+    "DeliveryStore",
+    "NewDelivery",
+    "Settlement",
     "deliveries",
-    metadata,
-    sa.Column("id", Id, primary_key=True),
-    sa.Column("workspace_id", Id, nullable=False),
-    # The idempotency key: the journey outbox key, or the API caller's.
-    sa.Column("key", sa.String(200), nullable=False),
-    # journey, api, confirm (double opt-in), replay.
-    sa.Column("source", sa.String(16), nullable=False),
-    sa.Column("priority", sa.SmallInteger, nullable=False),
-    sa.Column("profile_id", Id, nullable=True),
-    sa.Column("channel", sa.String(64), nullable=False),
-    # The channel's kind (email, sms...): known once a worker has looked the channel up.
-    sa.Column("kind", sa.String(32), nullable=True),
-    sa.Column("template", sa.String(64), nullable=False),
-    sa.Column("topic", sa.String(64), nullable=True),
-    # marketing / transactional: known once the template is read.
-    sa.Column("category", sa.String(16), nullable=True),
-    sa.Column("journey_key", sa.String(128), nullable=True),
-    sa.Column("journey_version", sa.Integer, nullable=True),
-    sa.Column("run_id", Id, nullable=True),
-    sa.Column("node_id", sa.String(64), nullable=True),
-    # What rendering needs: trigger event, data, an explicit `to`, journey delivery settings.
-    sa.Column("request", Json, nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("next_attempt_ms", sa.BigInteger, nullable=False),
-    sa.Column("claim", Id, nullable=True),
-    sa.Column("lease_until_ms", sa.BigInteger, nullable=True),
-    # The normalised address used, the provider that accepted it and its message id.
-    sa.Column("address", sa.Text, nullable=True),
-    sa.Column("provider", sa.String(128), nullable=True),
-    sa.Column("provider_message_id", sa.String(256), nullable=True),
-    sa.Column("locale", sa.String(32), nullable=True),
-    # A skip reason, or the kind of the last error (retryable, permanent, interrupted...).
-    sa.Column("reason", sa.String(64), nullable=True),
-    sa.Column("detail", sa.Text, nullable=True),
-    sa.Column("created_ms", sa.BigInteger, nullable=False),
-    sa.Column("updated_ms", sa.BigInteger, nullable=False),
-    sa.Column("sent_ms", sa.BigInteger, nullable=True),
-    sa.Column("delivered_ms", sa.BigInteger, nullable=True),
-    sa.Column("opened_ms", sa.BigInteger, nullable=True),
-    sa.Column("clicked_ms", sa.BigInteger, nullable=True),
-    sa.UniqueConstraint("workspace_id", "key"),
-    sa.Index("ix_deliveries_queue", "status", "priority", "next_attempt_ms"),
-    sa.Index("ix_deliveries_profile_sent", "workspace_id", "profile_id", "sent_ms"),
-    sa.Index("ix_deliveries_workspace_status", "workspace_id", "status", "id"),
-    sa.Index("ix_deliveries_provider_message", "provider_message_id"),
-)
-
-# Secrets the process generated for itself (the tracking secret when none is configured).
-delivery_secrets = sa.Table(
     "delivery_secrets",
-    metadata,
-    sa.Column("name", sa.String(64), primary_key=True),
-    sa.Column("value", sa.Text, nullable=False),
-    sa.Column("created_ms", sa.BigInteger, nullable=False),
-)
+]
 
 
-@dataclass(frozen=True, slots=True)
-class NewDelivery:
-    """A message to queue."""
-
-    workspace_id: str
-    key: str
-    source: str
-    priority: int
-    profile_id: str | None
-    channel: str
-    template: str
-    topic: str | None
-    request: Mapping[str, Any]
-    journey_key: str | None = None
-    journey_version: int | None = None
-    run_id: str | None = None
-    node_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryRow:
-    """A stored delivery."""
-
-    id: str
-    workspace_id: str
-    key: str
-    source: str
-    priority: int
-    profile_id: str | None
-    channel: str
-    kind: str | None
-    template: str
-    topic: str | None
-    category: str | None
-    journey_key: str | None
-    journey_version: int | None
-    run_id: str | None
-    node_id: str | None
-    request: dict[str, Any]
-    status: str
-    attempts: int
-    next_attempt_ms: int
-    claim: str | None
-    lease_until_ms: int | None
-    address: str | None
-    provider: str | None
-    provider_message_id: str | None
-    locale: str | None
-    reason: str | None
-    detail: str | None
-    created_ms: int
-    updated_ms: int
-    sent_ms: int | None
-    delivered_ms: int | None
-    opened_ms: int | None
-    clicked_ms: int | None
-
-    def public(self) -> dict[str, Any]:
-        """The delivery as the admin API shows it."""
-        body = {name: getattr(self, name) for name in self.__slots__}
-        body.pop("claim")
-        body.pop("lease_until_ms")
-        return body
-
-
-@dataclass(frozen=True, slots=True)
-class Settlement:
-    """What a worker decided about a claimed delivery: the new status and the fields to set."""
-
-    id: str
-    status: str
-    values: Mapping[str, Any] = field(default_factory=dict)
-
-
-def _insert(conn: AsyncConnection, table: sa.Table) -> Any:
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
-
-
-def _slices(items: Sequence[Any], size: int = SLICE) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _row(row: Any) -> DeliveryRow:
-    values = dict(row._mapping)
-    values["request"] = dict(values["request"] or {})
-    return DeliveryRow(**values)
-
-
-class DeliveryStore:
-    """The deliveries table: queueing, claiming, settling, reading."""
-
-    def __init__(self, db: Database):
-        self.db = db
+class DeliveryStore(DeliveryHistory):
+    """The deliveries table: queueing, claiming and settling for the worker, plus the
+    history reads (`DeliveryHistory`) and the process's secrets."""
 
     # -- queueing -------------------------------------------------------------------------------
 
@@ -214,7 +70,7 @@ class DeliveryStore:
         if not items:
             return
         await conn.execute(
-            _insert(conn, deliveries).on_conflict_do_nothing(
+            insert_for(conn, deliveries).on_conflict_do_nothing(
                 index_elements=[deliveries.c.workspace_id, deliveries.c.key]
             ),
             [
@@ -253,7 +109,7 @@ class DeliveryStore:
                     )
                 )
             ).first()
-        return None if row is None else _row(row)
+        return None if row is None else delivery_row(row)
 
     # -- claiming and settling ------------------------------------------------------------------
 
@@ -281,7 +137,7 @@ class DeliveryStore:
             )
             index, count = lane
             if count > 1:
-                chars = [c for i, c in enumerate(_ID_CHARS) if i % count == index]
+                chars = [c for i, c in enumerate(ID_CHARS) if i % count == index]
                 mine: sa.ColumnElement[bool] = sa.func.substr(deliveries.c.profile_id, 26, 1).in_(
                     chars
                 )
@@ -303,7 +159,7 @@ class DeliveryStore:
                     .returning(*deliveries.c)
                 )
             ).all()
-        claimed = [_row(row) for row in rows]
+        claimed = [delivery_row(row) for row in rows]
         claimed.sort(key=lambda d: (d.priority, d.next_attempt_ms, d.id))
         return claimed
 
@@ -367,7 +223,7 @@ class DeliveryStore:
                 [{"b_id": i, "b_kind": k, "b_address": a} for i, k, a in rows],
             )
         held: set[str] = set()
-        for part in _slices([row[0] for row in rows]):
+        for part in slices([row[0] for row in rows]):
             found = await conn.execute(
                 sa.select(deliveries.c.id).where(
                     deliveries.c.id.in_(part),
@@ -444,7 +300,7 @@ class DeliveryStore:
         caps; kinds in `ignore_kinds` do not count."""
         found: dict[str, list[RecentSend]] = defaultdict(list)
         ignored = set(ignore_kinds)
-        for part in _slices(sorted(set(profile_ids))):
+        for part in slices(sorted(set(profile_ids))):
             rows = await conn.execute(
                 sa.select(
                     deliveries.c.profile_id,
@@ -464,152 +320,6 @@ class DeliveryStore:
                 found[row.profile_id].append(RecentSend(row.kind or "", category, row.sent_ms))
         return dict(found)
 
-    # -- reads and changes for the API ----------------------------------------------------------
-
-    async def get(self, workspace_id: str, delivery_id: str) -> DeliveryRow:
-        """One delivery; NotFound if the workspace has no such message."""
-        async with self.db.connect() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(deliveries).where(
-                        deliveries.c.workspace_id == workspace_id, deliveries.c.id == delivery_id
-                    )
-                )
-            ).first()
-        if row is None:
-            raise NotFound(f"no message {delivery_id!r} in this workspace", field="id")
-        return _row(row)
-
-    async def get_any(self, delivery_id: str) -> DeliveryRow | None:
-        """A delivery by id whatever its workspace (tracking links carry the workspace)."""
-        async with self.db.connect() as conn:
-            row = (
-                await conn.execute(sa.select(deliveries).where(deliveries.c.id == delivery_id))
-            ).first()
-        return None if row is None else _row(row)
-
-    async def by_provider_message(self, provider_message_id: str) -> DeliveryRow | None:
-        """The delivery a provider knows under this message id (status callbacks)."""
-        async with self.db.connect() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(deliveries)
-                    .where(deliveries.c.provider_message_id == provider_message_id)
-                    .order_by(deliveries.c.id.desc())
-                    .limit(1)
-                )
-            ).first()
-        return None if row is None else _row(row)
-
-    async def search(
-        self,
-        workspace_id: str,
-        *,
-        statuses: Sequence[str] = (),
-        channel: str | None = None,
-        profile_id: str | None = None,
-        journey_key: str | None = None,
-        template: str | None = None,
-        limit: int = 50,
-        before: str | None = None,
-    ) -> tuple[list[DeliveryRow], str | None]:
-        """Deliveries newest first, filtered; returns the page and the `before` of the next."""
-        if not 1 <= limit <= 1000:
-            raise InvalidInput("limit must be between 1 and 1000", field="limit")
-        unknown = sorted(set(statuses) - set(STATUSES))
-        if unknown:
-            raise InvalidInput(
-                f"unknown status {unknown[0]!r} (known: {', '.join(STATUSES)})", field="status"
-            )
-        query = (
-            sa.select(deliveries)
-            .where(deliveries.c.workspace_id == workspace_id)
-            .order_by(deliveries.c.id.desc())
-            .limit(limit + 1)
-        )
-        if statuses:
-            query = query.where(deliveries.c.status.in_(list(statuses)))
-        for column, value in (
-            (deliveries.c.channel, channel),
-            (deliveries.c.profile_id, profile_id),
-            (deliveries.c.journey_key, journey_key),
-            (deliveries.c.template, template),
-        ):
-            if value is not None:
-                query = query.where(column == value)
-        if before is not None:
-            query = query.where(deliveries.c.id < before)
-        async with self.db.connect() as conn:
-            rows = [_row(r) for r in await conn.execute(query)]
-        page = rows[:limit]
-        return page, (page[-1].id if len(rows) > limit else None)
-
-    async def counts(self, workspace_id: str) -> dict[str, int]:
-        """How many deliveries a workspace has in each status."""
-        async with self.db.connect() as conn:
-            rows = await conn.execute(
-                sa.select(deliveries.c.status, sa.func.count())
-                .where(deliveries.c.workspace_id == workspace_id)
-                .group_by(deliveries.c.status)
-            )
-            return {row[0]: int(row[1]) for row in rows}
-
-    async def requeue(
-        self, workspace_id: str, ids: Sequence[str] | None, now_ms: int, *, limit: int = 10_000
-    ) -> list[str]:
-        """Put failed or dead deliveries back in the queue (all of them when `ids` is None);
-        returns the ids requeued (a delivery in another status is left alone)."""
-        async with self.db.transaction() as conn:
-            query = (
-                sa.select(deliveries.c.id)
-                .where(
-                    deliveries.c.workspace_id == workspace_id,
-                    deliveries.c.status.in_(REPLAYABLE),
-                )
-                .order_by(deliveries.c.id)
-                .limit(limit)
-            )
-            if ids is not None:
-                query = query.where(deliveries.c.id.in_(list(ids)))
-            chosen = list((await conn.execute(query)).scalars())
-            for part in _slices(chosen):
-                await conn.execute(
-                    deliveries.update()
-                    .where(deliveries.c.id.in_(part), deliveries.c.status.in_(REPLAYABLE))
-                    .values(
-                        status="queued",
-                        attempts=0,
-                        next_attempt_ms=now_ms,
-                        reason=None,
-                        detail=None,
-                        claim=None,
-                        lease_until_ms=None,
-                        updated_ms=now_ms,
-                    )
-                )
-        return chosen
-
-    async def mark(
-        self,
-        conn: AsyncConnection,
-        delivery_id: str,
-        *,
-        status: str | None = None,
-        first: Mapping[str, int] | None = None,
-        now_ms: int,
-        values: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Record feedback about a sent message: a new status and/or first-time instants
-        (`opened_ms`, `clicked_ms`, `delivered_ms` are set only if still empty)."""
-        update: dict[str, Any] = {"updated_ms": now_ms, **(values or {})}
-        if status is not None:
-            update["status"] = status
-        for column, at_ms in (first or {}).items():
-            update[column] = sa.func.coalesce(deliveries.c[column], at_ms)
-        await conn.execute(
-            deliveries.update().where(deliveries.c.id == delivery_id).values(**update)
-        )
-
     # -- secrets ----------------------------------------------------------------------------------
 
     async def secret(self, name: str, candidate: str, now_ms: int) -> str:
@@ -617,7 +327,7 @@ class DeliveryStore:
         processes starting at once agree on the first one stored)."""
         async with self.db.transaction() as conn:
             await conn.execute(
-                _insert(conn, delivery_secrets)
+                insert_for(conn, delivery_secrets)
                 .values(name=name, value=candidate, created_ms=now_ms)
                 .on_conflict_do_nothing()
             )

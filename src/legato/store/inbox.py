@@ -119,8 +119,10 @@ class InboxStore:
                     expires_ms=expires_ms,
                 )
                 .on_conflict_do_nothing()
+                # RETURNING, not rowcount: psycopg reports -1 rows for INSERT ... ON CONFLICT.
+                .returning(inbox_messages.c.id)
             )
-        return bool(done.rowcount)
+        return done.first() is not None
 
     async def inbox(
         self,

@@ -308,8 +308,10 @@ class JourneyStore:
                 updated_ms=now_ms,
             )
             .on_conflict_do_nothing()
+            # RETURNING, not rowcount: psycopg reports -1 for a skipped conflicting insert.
+            .returning(journeys.c.key)
         )
-        if not inserted.rowcount:
+        if inserted.first() is None:
             raise Conflict(f"journey {key!r} was created concurrently; retry", key=key)
         return True
 

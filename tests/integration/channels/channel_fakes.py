@@ -167,6 +167,7 @@ class Received:
     data: bytes
     peer: tuple[str, int]
     tls: bool
+    authenticated: bool = False
 
 
 @dataclass
@@ -192,7 +193,10 @@ class MailSink:
                 rcpt_tos=list(envelope.rcpt_tos),
                 data=envelope.content,
                 peer=tuple(session.peer[:2]),  # type: ignore[arg-type]
-                tls=session.ssl is not None,
+                # STARTTLS sets `session.ssl`; implicit TLS shows on the transport only.
+                tls=session.ssl is not None
+                or server.transport.get_extra_info("ssl_object") is not None,
+                authenticated=bool(session.authenticated),
             )
         )
         return "250 Message accepted"

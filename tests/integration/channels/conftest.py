@@ -45,7 +45,8 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
 @pytest.fixture
 def smtp_server(request: pytest.FixtureRequest, certificate: Certificate) -> Iterator[SmtpServer]:
     """aiosmtpd on loopback; `@pytest.mark.parametrize("smtp_server", ["starttls"], indirect=True)`
-    offers STARTTLS (and requires it plus AUTH), the default is plain."""
+    offers STARTTLS (and requires it plus AUTH), `"tls"` speaks TLS from the first byte
+    (implicit TLS, as on port 465) and offers AUTH; the default is plain."""
     mode = getattr(request, "param", "plain")
     sink = MailSink()
     port = free_port()
@@ -56,6 +57,13 @@ def smtp_server(request: pytest.FixtureRequest, certificate: Certificate) -> Ite
             "require_starttls": True,
             "authenticator": authenticator,
             "auth_required": True,
+        }
+    elif mode == "tls":
+        options = {
+            "ssl_context": certificate.server_context(),
+            "authenticator": authenticator,
+            # aiosmtpd counts only STARTTLS as TLS for AUTH; here the whole session is TLS.
+            "auth_require_tls": False,
         }
     controller = Controller(sink, hostname="127.0.0.1", port=port, **options)
     controller.start()

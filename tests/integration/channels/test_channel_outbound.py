@@ -4,6 +4,7 @@ capped bodies, no cookie carry-over."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -147,3 +148,48 @@ async def test_bodies_are_capped_and_cookies_never_kept(vendor: VendorServer) ->
 def test_allowed_networks_must_be_networks() -> None:
     with pytest.raises(InvalidInput):
         OutboundClient(allowed_networks=["not-a-network"])
+
+
+async def test_pooled_connections_are_reused_until_the_server_closes_them() -> None:
+    """Keep-alive connections serve several calls; one the server closed while idle (without
+    saying so) is noticed before reuse, so the next call opens a new one instead of failing."""
+    peers: list[int] = []
+    close_after = {"count": 2}
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.append(task)
+        peers.append(writer.get_extra_info("peername")[1])
+        answered = 0
+        try:
+            while answered < close_after["count"]:
+                head = await reader.readuntil(b"\r\n\r\n")
+                assert head.startswith(b"POST")
+                length = next(
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length")
+                )
+                await reader.readexactly(length)
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                await writer.drain()
+                answered += 1
+        except asyncio.IncompleteReadError:
+            pass  # the client closed its pool
+        finally:
+            writer.close()  # after two answers: idle, unannounced
+            await writer.wait_closed()
+
+    handlers: list[asyncio.Task[None]] = []
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server, OutboundClient(allow_private=True) as client:
+        for _ in range(5):
+            answer = await client.request("POST", f"http://127.0.0.1:{port}/hook", json={"a": 1})
+            assert answer.status == 200 and answer.body == b"ok"
+            await asyncio.sleep(0.02)  # let a closing server's FIN arrive
+    async with asyncio.timeout(5):
+        await asyncio.gather(*handlers)
+    # 5 calls, 2 per connection: 3 connections, none reused after its server closed it.
+    assert len(peers) == 3

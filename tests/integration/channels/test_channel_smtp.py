@@ -1,5 +1,5 @@
 """SMTP provider against a real aiosmtpd server: headers, parts, one-click unsubscribe,
-connection reuse, STARTTLS with login, and the error mapping."""
+connection reuse, STARTTLS and implicit TLS with login, and the error mapping."""
 
 from __future__ import annotations
 
@@ -150,6 +150,25 @@ async def test_starttls_and_login_when_the_server_offers_them(
     await smtp.aclose()
     [received] = smtp_server.sink.messages
     assert received.tls
+
+
+@pytest.mark.parametrize("smtp_server", ["tls"], indirect=True)
+async def test_implicit_tls_and_login(smtp_server: SmtpServer, certificate: Certificate) -> None:
+    smtp = provider(
+        smtp_server.port,
+        security="tls",
+        ca_file=str(certificate.cert_path),
+        username="legato",
+        password="s3cret",
+    )
+    for index in range(2):
+        await smtp.send(
+            message("ann@example.org", EmailContent(subject="tls", text="t"), f"m{index}")
+        )
+    await smtp.aclose()
+    first, second = smtp_server.sink.messages
+    assert first.tls and second.tls and first.authenticated
+    assert first.peer == second.peer  # one connection, reused
 
 
 @pytest.mark.parametrize("smtp_server", ["starttls"], indirect=True)

@@ -174,3 +174,35 @@ async def test_transactional_sends_are_idempotent_and_served_first(
     assert smtp.mails()[0]["To"] == "buyer@example.com"
     await world.settle()
     assert len(smtp.mails()) == 31
+
+
+@pytest.mark.parametrize(
+    ("channel", "address", "listed"),
+    [
+        ("email", "Ann@Example.com", "Ann@example.com"),
+        ("sms", "+1 415 555 0123", "+14155550123"),
+        ("webpush", "https://push.example/s/a1?x=1", "https://push.example/s/a1?x=1"),
+    ],
+)
+async def test_suppressions_are_added_listed_and_removed(
+    world: World, channel: str, address: str, listed: str
+) -> None:
+    async with world.admin() as admin:
+        added = await admin.post(
+            "/api/v1/suppressions", json={"channel": channel, "address": address}
+        )
+        assert added.status_code == 201, added.text
+        again = await admin.post(
+            "/api/v1/suppressions", json={"channel": channel, "address": address}
+        )
+        assert again.status_code == 200 and again.json()["added"] is False, again.text
+        found = (await admin.get("/api/v1/suppressions")).json()["suppressions"]
+        assert [(s["channel"], s["address"]) for s in found] == [(channel, listed)]
+        bad = await admin.post("/api/v1/suppressions", json={"channel": channel, "address": "x"})
+        assert bad.status_code == 422, bad.text
+        assert bad.json()["field"] == "address", bad.text
+        from urllib.parse import quote
+
+        removed = await admin.delete(f"/api/v1/suppressions/{channel}/{quote(address, safe='')}")
+        assert removed.status_code == 204, removed.text
+        assert (await admin.get("/api/v1/suppressions")).json()["suppressions"] == []

@@ -1,6 +1,7 @@
 """What recipients and providers reach over HTTP: click redirects and the open pixel, the
 unsubscribe page, the preference centre, double opt-in, consent evidence export, and signed
-provider status callbacks (Twilio's X-Twilio-Signature, Standard Webhooks)."""
+provider status callbacks (Twilio's X-Twilio-Signature, Standard Webhooks), and message events
+starting journeys and feeding segments."""
 
 from __future__ import annotations
 
@@ -296,3 +297,37 @@ nodes:
     assert [m["title"] for m in box["messages"]] == [
         "Thanks for looking at https://shop.example/cart"
     ]
+
+
+async def test_message_events_feed_segments(world: World, smtp: Smtp) -> None:
+    """Outcomes are conditions like any event: "clicked in the last 30 days", "opened the
+    newsletter" (the time window's expiry is the segment engine's, tested there)."""
+    await world.apply(
+        """
+kind: Segment
+key: clicked_recently
+condition: {event: Message Clicked, within: 30d}
+---
+kind: Segment
+key: opened_news
+condition: {event: Message Opened, where: [{property: template, eq: news}]}
+"""
+    )
+    html = await sent_email(world, smtp)
+    await world.identify("bob", email="bob@example.com")
+    await world.track("bob", "Browsed")
+    await world.settle()
+
+    async def members(key: str) -> set[str]:
+        page = await world.legato.segments.members(world.workspace_id, key)
+        return {m.profile_id for m in page.members}
+
+    assert await members("clicked_recently") == set()
+    (click,) = links(html, "/t/c/")
+    async with world.public() as client:
+        assert (await client.get(click.removeprefix(BASE_URL))).status_code == 302
+    await world.settle()
+    ann = await world.profile_of("ann")
+    # The click counts as an open too (the pixel may be blocked).
+    assert await members("clicked_recently") == {ann}
+    assert await members("opened_news") == {ann}

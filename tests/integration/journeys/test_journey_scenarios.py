@@ -12,11 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
-from legato.domain.engine import random_split_arm
-from legato.domain.journeys import RandomSplitNode, parse_journey
-from legato.store.journeys import timers
 from legato.store.segments import segment_members
 from tests.integration.journeys.conftest import DAY, HOUR, MINUTE, T0, World
 
@@ -342,6 +338,56 @@ SCENARIOS = [
         },
     ),
     Scenario(
+        "exit criteria: a condition on the profile",
+        doc(
+            [
+                msg("a", nxt="w"),
+                {"id": "w", "type": "wait", "duration": "1d", "next": "b"},
+                msg("b"),
+            ],
+            exit_criteria=[{"condition": {"trait": "unsubscribed", "eq": True}}],
+        ),
+        [
+            track("ann", "Signed Up"),
+            track("bob", "Signed Up"),
+            wait("1h"),
+            identify("bob", unsubscribed=True),
+            identify("ann", unsubscribed=False),
+            wait("2d"),
+        ],
+        [("ann", "a", 0), ("bob", "a", 0), ("ann", "b", DAY)],
+        stats={"exit_reasons": {"exit_criteria": 1, "end_of_path": 1}},
+    ),
+    Scenario(
+        "goal: a conversion event with a condition, within its window",
+        doc(
+            [
+                msg("a", nxt="w"),
+                {"id": "w", "type": "wait", "duration": "1d", "next": "b"},
+                msg("b"),
+            ],
+            goal={
+                "event": "Order Completed",
+                "where": [{"property": "total", "gte": 100}],
+                "within": "7d",
+            },
+        ),
+        [
+            track("ann", "Signed Up"),
+            track("bob", "Signed Up"),
+            track("cy", "Signed Up"),
+            wait("1h"),
+            track("ann", "Order Completed", total=50),
+            track("bob", "Order Completed", total=150),
+            wait("8d"),
+            track("cy", "Order Completed", total=500),
+        ],
+        # bob converts (and leaves: goal.exit defaults to true); ann's order is too small;
+        # cy's comes after the 7-day window.
+        [("ann", "a", 0), ("bob", "a", 0), ("cy", "a", 0), ("ann", "b", DAY), ("cy", "b", DAY)],
+        stats={"converted": 1, "exit_reasons": {"converted": 1, "end_of_path": 2}},
+    ),
+    Scenario(
         "segment trigger: entered",
         doc([msg("welcome_vip")], trigger={"segment": "vip"}),
         [
@@ -401,6 +447,52 @@ SCENARIOS = [
             member("ann", "vip"),
             member("bob", "vip"),
         ],
+    ),
+    Scenario(
+        "schedule trigger: recurring, at 10:00 in each person's timezone",
+        doc(
+            [msg("digest")],
+            trigger={
+                "segment": "vip",
+                "schedule": {"every": "day", "time": "10:00"},
+                "local_time": True,
+            },
+            entry={"re_entry": "always"},
+        ),
+        [wait("3d")],
+        # An occurrence begins in the earliest zone (UTC+14), where Monday 10:00 has passed at
+        # T0 (Monday 09:00 UTC): the first date is Tuesday, then Wednesday, each at 10:00 in
+        # London (UTC) and in New York (15:00 UTC).
+        [
+            ("ann", "digest", DAY + HOUR),
+            ("bob", "digest", DAY + 6 * HOUR),
+            ("ann", "digest", 2 * DAY + HOUR),
+            ("bob", "digest", 2 * DAY + 6 * HOUR),
+        ],
+        setup=[
+            define("vip"),
+            identify("ann", timezone="Europe/London"),
+            identify("bob", timezone="America/New_York"),
+            member("ann", "vip"),
+            member("bob", "vip"),
+        ],
+        # By Thursday 09:00 UTC, Thursday has begun in UTC+14: two more runs wait for 10:00.
+        stats={"entered": 6, "waiting": 2},
+    ),
+    Scenario(
+        "schedule trigger: weekly on the days given",
+        doc(
+            [msg("weekly")],
+            trigger={
+                "segment": "vip",
+                "schedule": {"every": "week", "weekdays": ["wed"], "time": "09:30"},
+            },
+            entry={"re_entry": "always"},
+        ),
+        [wait("10d")],
+        # Wednesday 09:30 UTC, and the next Wednesday.
+        [("ann", "weekly", 2 * DAY + 30 * MINUTE), ("ann", "weekly", 9 * DAY + 30 * MINUTE)],
+        setup=[define("vip"), identify("ann"), member("ann", "vip")],
     ),
     Scenario(
         "api trigger with an entry key",
@@ -483,52 +575,3 @@ async def test_scenario(world: World, scenario: Scenario) -> None:
     stats = await world.stats("j")
     waiting = sum(1 for run in await world.runs("j") if run["status"] == "waiting")
     assert stats["journey"]["waiting"] == waiting
-
-
-async def test_random_split_is_sticky_and_weighted_with_a_holdout(world: World) -> None:
-    journey = doc(
-        [
-            {
-                "id": "r",
-                "type": "random_split",
-                "holdout": 20,
-                "branches": [
-                    {"name": "A", "weight": 1, "next": "a"},
-                    {"name": "B", "weight": 3, "next": "b"},
-                ],
-            },
-            msg("a"),
-            msg("b"),
-        ],
-    )
-    await world.publish(journey)
-    users = [f"u{i}" for i in range(40)]
-    for user in users:
-        await world.track(user, "Signed Up")
-    await world.settle()
-    node = parse_journey(journey).node("r")
-    assert isinstance(node, RandomSplitNode)
-    expected: dict[str, str] = {}
-    for user in users:
-        arm = random_split_arm("j", node, await world.profile_of(user))
-        if arm is not None:
-            expected[user] = "ab"[arm]
-    assert {user: template for user, template, _ in await world.sent("j")} == expected
-    stats = await world.stats("j")
-    arms = stats["nodes"]["r"]["arms"]
-    assert arms.get("holdout", 0) == len(users) - len(expected)
-    assert arms.get("A", 0) + arms.get("B", 0) == len(expected)
-    assert stats["journey"]["exit_reasons"].get("holdout", 0) == len(users) - len(expected)
-
-
-async def test_a_wait_is_one_timer_row_and_firing_deletes_it(world: World) -> None:
-    await world.publish(doc([{"id": "w", "type": "wait", "duration": "1h", "next": "m"}, msg("m")]))
-    await world.track("ann", "Signed Up")
-    await world.settle()
-    async with world.legato.db.connect() as conn:
-        rows = (await conn.execute(sa.select(timers.c.name, timers.c.due_ms))).all()
-    assert [tuple(row) for row in rows] == [("w", T0 + HOUR)]
-    await world.wait("1h")
-    async with world.legato.db.connect() as conn:
-        assert (await conn.scalar(sa.select(sa.func.count()).select_from(timers))) == 0
-    assert [t for _, t, _ in await world.sent("j")] == ["m"]

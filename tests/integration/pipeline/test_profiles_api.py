@@ -119,10 +119,44 @@ async def test_admin_key_required(client: httpx.AsyncClient) -> None:
     assert answer.status_code == 401
 
 
-def test_openapi_documents_the_profile_model(world: World) -> None:
+def test_openapi_documents_the_profile_routes(world: World) -> None:
     schema = create_api(world.legato, manage_lifecycle=False).openapi()
     profile = schema["components"]["schemas"]["Profile"]
-    assert {"id", "identities", "traits", "groups", "event_count", "merged_from"} <= set(
-        profile["properties"]
+    assert {
+        "id",
+        "identities",
+        "traits",
+        "groups",
+        "first_seen_ms",
+        "last_seen_ms",
+        "event_count",
+        "merged_from",
+    } <= set(profile["properties"])
+    paths = schema["paths"]
+
+    def documented(path: str) -> tuple[set[str], str]:
+        operation = paths[path]["get"]
+        answer = operation["responses"]["200"]["content"]["application/json"]["schema"]
+        return {p["name"] for p in operation.get("parameters", [])}, answer["$ref"].split("/")[-1]
+
+    assert documented("/api/v1/profiles/{profile_id}") == ({"profile_id"}, "ProfileDetail")
+    assert documented("/api/v1/profiles/lookup") == (
+        {"user_id", "anonymous_id", "email", "phone", "kind", "value"},
+        "ProfileDetail",
     )
-    assert "/api/v1/profiles/{profile_id}/events" in schema["paths"]
+    assert documented("/api/v1/profiles/{profile_id}/events") == (
+        {"profile_id", "limit", "cursor"},
+        "EventPage",
+    )
+    assert documented("/api/v1/profiles") == ({"limit", "cursor", "trait"}, "ProfilePage")
+    assert documented("/api/v1/rejections") == ({"limit", "before"}, "RejectionPage")
+    rejection = schema["components"]["schemas"]["Rejection"]["properties"]
+    assert {"index", "reason", "field", "payload", "received_ms"} <= set(rejection)
+
+
+async def test_trait_filter_in_the_documented_deep_object_form(client: httpx.AsyncClient) -> None:
+    # What the interactive docs send for the `trait` parameter (style deepObject).
+    pro = (await client.get("/api/v1/profiles", params={"trait[plan]": "pro"})).json()
+    assert [p["traits"]["plan"] for p in pro["profiles"]] == ["pro"]
+    both = await client.get("/api/v1/profiles", params={"trait[plan]": "pro", "trait.plan": "x"})
+    assert both.status_code == 422 and both.json()["field"] == "trait.plan"

@@ -38,6 +38,7 @@ class World:
     legato: Legato
     workspace_id: str
     clock: FakeClock
+    admin_key: str = ""
 
     async def send(self, *messages: dict[str, Any]) -> None:
         """Messages through real ingestion, stamped with the clock unless they say otherwise."""
@@ -163,7 +164,7 @@ async def world(segments_db: str) -> AsyncIterator[World]:
     clock = legato.clock
     assert isinstance(clock, FakeClock)
     try:
-        yield World(legato, created.workspace.id, clock)
+        yield World(legato, created.workspace.id, clock, created.admin_key)
     finally:
         await legato.ingest.close()
         await legato.db.dispose()

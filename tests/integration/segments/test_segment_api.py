@@ -66,6 +66,9 @@ def test_segments_end_to_end(server: Server, tmp_path: Path) -> None:
     file = tmp_path / "segments.yaml"
     file.write_text(DOCUMENTS)
     applied = server.cli("apply", "-f", str(file), "--json")
+    # Each backfill draws its progress on stderr (stdout stays JSON).
+    for key in ("lifetime_value", "repeat_buyers", "big_spenders", "hand_picked"):
+        assert f"backfill {key}" in applied.stderr, applied.stderr
     assert [row["key"] for row in json.loads(applied.stdout)] == [
         "lifetime_value",
         "repeat_buyers",
@@ -105,6 +108,7 @@ def test_segments_end_to_end(server: Server, tmp_path: Path) -> None:
         assert shown["segments"] == ["big_spenders", "repeat_buyers"]
         api_view = admin.get(f"/api/v1/profiles/{ana}").json()
         assert api_view["segments"] == shown["segments"]
+        assert api_view["computed_traits"] == {"lifetime_value": 105}
 
         history = admin.get(f"/api/v1/profiles/{ana}/segment-history").json()
         assert sorted((h["segment"], h["entered"]) for h in history) == [

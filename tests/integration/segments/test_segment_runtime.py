@@ -239,3 +239,49 @@ async def test_computed_trait_backfill_matches_history(world: World) -> None:
     ana = await world.profile_of("ana")
     extras = await world.legato.segments.profile_segments(world.workspace_id, ana)
     assert extras.computed_traits == {"orders": 4}  # the backfilled three count once
+
+
+async def test_segments_true_for_nobody_in_particular_take_new_profiles(world: World) -> None:
+    """A segment that holds on an empty profile (not, ne, performed: false, a bucket) must
+    take profiles born after its backfill, though no event name or trait of theirs is in the
+    dispatch index."""
+    await world.apply(
+        """
+kind: Segment
+key: not_vip
+condition: {not: {trait: vip, eq: true}}
+---
+kind: Segment
+key: everyone
+condition: {random_bucket: {percent: 100}}
+---
+kind: Segment
+key: never_churned
+condition: {event: Churned, performed: false}
+---
+kind: Segment
+key: nobody
+condition: {all: [{random_bucket: {percent: 100}}, {event: Churned}]}
+"""
+    )
+    assert await world.members("not_vip") == set()
+    await world.track("ana", "Page Viewed")
+    await world.identify("bob", plan="pro")
+    await world.settle()
+    for key in ("not_vip", "everyone", "never_churned"):
+        assert await world.members(key) == {"ana", "bob"}, key
+    assert await world.members("nobody") == set()
+    async with world.legato.db.connect() as conn:
+        compiled = await world.legato.segment_definitions.get(conn, world.workspace_id)
+    assert compiled.on_new_profile == {"not_vip", "everyone", "never_churned"}
+    # Later events of known profiles do not re-evaluate them: only the index does.
+    evaluations = world.legato.segment_evaluator.evaluations
+    await world.track("ana", "Page Viewed")
+    await world.settle()
+    assert world.legato.segment_evaluator.evaluations == evaluations
+    await world.identify("ana", vip=True)
+    await world.track("bob", "Churned")
+    await world.settle()
+    assert await world.members("not_vip") == {"bob"}
+    assert await world.members("never_churned") == {"ana"}
+    assert await world.members("nobody") == {"bob"}

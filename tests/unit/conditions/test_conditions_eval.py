@@ -15,6 +15,7 @@ from legato.domain.conditions import (
     Verdict,
     compile_condition,
     compile_event_filter,
+    may_hold_for_a_new_profile,
     parse_condition,
     parse_event_filters,
     references,
@@ -477,3 +478,34 @@ def test_event_filters_test_a_single_event() -> None:
     assert not keep(EventFact("Order Completed", NOW, {"total": 49.99, "currency": "EUR"}))
     assert not keep(EventFact("Order Completed", NOW, {"total": "60", "currency": "EUR"}))
     assert compile_event_filter(())(EventFact("Anything", NOW, {}))
+
+
+NEW_PROFILE = [
+    ({"trait": "vip", "eq": True}, False),
+    ({"trait": "vip", "ne": True}, True),
+    ({"trait": "vip", "not_exists": True}, True),
+    ({"not": {"trait": "vip", "exists": True}}, True),
+    ({"event": "Churned"}, False),
+    ({"event": "Churned", "performed": False}, True),
+    ({"event": "Churned", "count": {"lt": 2}, "within": "7d"}, True),
+    ({"event": "Churned", "last_performed": {"within_last": "7d"}}, False),
+    ({"computed_trait": "ltv", "gt": 0}, False),
+    ({"segment": "vip"}, False),
+    ({"not": {"segment": "vip"}}, True),
+    ({"random_bucket": {"percent": 0}}, False),
+    ({"random_bucket": {"percent": 0.5}}, True),
+    ({"not": {"random_bucket": {"percent": 100}}}, False),
+    ({"all": [{"random_bucket": {"percent": 50}}, {"event": "A"}]}, False),
+    ({"any": [{"random_bucket": {"percent": 50}}, {"event": "A"}]}, True),
+    ({"not": {"all": [{"random_bucket": {"percent": 50}}, {"trait": "a", "eq": 1}]}}, True),
+    ({"all": []}, True),
+    ({"any": []}, False),
+]
+
+
+@pytest.mark.parametrize("shape, expected", NEW_PROFILE, ids=lambda v: str(v))
+def test_which_conditions_may_hold_for_a_new_profile(shape: dict[str, Any], expected: bool) -> None:
+    assert may_hold_for_a_new_profile(parse_condition(shape)) is expected
+    if not expected:  # then no empty profile holds it, whatever its id
+        predicate = compile_condition(parse_condition(shape))
+        assert not any(predicate(ProfileSnapshot(f"p{n}"), NOW).value for n in range(200))

@@ -1,5 +1,6 @@
 """The delivery worker's pure rules: retry backoff, journey settings tightening the workspace
-policy, what templates see, and how a journey send request becomes a delivery."""
+policy, what templates see, how a journey send request becomes a delivery, and the form of an
+address the suppression list is keyed by."""
 
 from __future__ import annotations
 
@@ -7,7 +8,13 @@ from typing import Any
 
 import pytest
 
-from legato.domain.delivery import DeliveryPolicy, QuietHours
+from legato.domain.delivery import (
+    DeliveryPolicy,
+    QuietHours,
+    suppression_key,
+    validate_suppression_address,
+)
+from legato.errors import InvalidInput
 from legato.runtime.composer import effective_policy, render_context
 from legato.runtime.delivery import DeliveryOptions, backoff_ms, delivery_from_outbox
 from legato.store.delivery import PRIORITY_BULK
@@ -139,3 +146,34 @@ def test_a_journey_send_request_becomes_a_bulk_delivery_keyed_by_the_outbox_key(
         "data": {"x": 1},
         "settings": {"timezone": "UTC"},
     }
+
+
+SUBSCRIPTION = '{"endpoint": "https://push.example/s/1", "keys": {"p256dh": "k", "auth": "a"}}'
+RENEWED = '{"endpoint": "https://push.example/s/1", "keys": {"p256dh": "k2", "auth": "a2"}}'
+
+
+@pytest.mark.parametrize(
+    ("channel", "address", "key"),
+    [
+        ("email", " Ann@Example.COM ", "ann@example.com"),
+        ("sms", "+14155550123", "+14155550123"),
+        ("push", "fcm-Token", "fcm-Token"),
+        # A browser's subscription is known by its endpoint, whatever its keys are now.
+        ("webpush", SUBSCRIPTION, "https://push.example/s/1"),
+        ("webpush", RENEWED, "https://push.example/s/1"),
+        ("webpush", "https://push.example/s/1", "https://push.example/s/1"),
+    ],
+)
+def test_suppression_keys(channel: str, address: str, key: str) -> None:
+    assert suppression_key(channel, address) == key
+
+
+def test_web_push_is_suppressed_by_subscription_or_endpoint() -> None:
+    assert validate_suppression_address("webpush", SUBSCRIPTION) == SUBSCRIPTION
+    assert validate_suppression_address("webpush", "https://push.example/s/1") == (
+        "https://push.example/s/1"
+    )
+    with pytest.raises(InvalidInput):
+        validate_suppression_address("webpush", "not a url")
+    with pytest.raises(InvalidInput):
+        validate_suppression_address("email", "https://push.example/s/1")

@@ -1,11 +1,14 @@
-"""Provider status callbacks: Twilio's signature and statuses, the generic Standard Webhooks
-callback — written from the vendors' specs, not from Legato's code."""
+"""Provider status callbacks: Twilio's signature and statuses, the WhatsApp Cloud API webhook
+(X-Hub-Signature-256), the generic Standard Webhooks callback — written from the vendors'
+specs, not from Legato's code."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
+import json
+from typing import Any
 
 import pytest
 
@@ -13,7 +16,9 @@ from legato.channels.status import (
     StatusUpdate,
     parse_generic,
     parse_twilio,
+    parse_whatsapp,
     twilio_signature,
+    verify_meta,
     verify_standard_webhook,
     verify_twilio,
 )
@@ -154,4 +159,97 @@ def test_generic_callbacks(body: bytes, expected: StatusUpdate) -> None:
 def test_bad_generic_callbacks_name_the_field(body: bytes, path: str) -> None:
     with pytest.raises(InvalidInput) as caught:
         parse_generic(body)
+    assert caught.value.details["path"] == path
+
+
+def meta_spec(body: bytes, secret: str) -> str:
+    """Meta's documented algorithm: `sha256=` + hex HMAC-SHA256 of the raw payload, keyed by
+    the app secret."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("signature", "ok"),
+    [
+        (meta_spec(b'{"entry": []}', "app-secret"), True),
+        (meta_spec(b'{"entry": []}', "app-secret").upper().replace("SHA256=", "sha256="), True),
+        (meta_spec(b'{"entry": []}', "other"), False),
+        (meta_spec(b'{"entry":[]}', "app-secret"), False),
+        (meta_spec(b'{"entry": []}', "app-secret").replace("sha256=", "sha1="), False),
+        ("sha256=", False),
+        (None, False),
+    ],
+)
+def test_meta_signature_verification(signature: str | None, ok: bool) -> None:
+    body = b'{"entry": []}'
+    if ok:
+        verify_meta(body, signature, ["old-secret", "app-secret"])
+    else:
+        with pytest.raises(Unauthorized):
+            verify_meta(body, signature, ["app-secret"])
+
+
+def whatsapp_hook(*statuses: dict[str, Any], messages: bool = False) -> bytes:
+    """A webhook as the Cloud API posts it (field `messages`, value with metadata)."""
+    value: dict[str, Any] = {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550000000", "phone_number_id": "1055"},
+    }
+    if statuses:
+        value["statuses"] = list(statuses)
+    if messages:
+        value["messages"] = [{"from": "33612345678", "id": "wamid.in", "type": "text"}]
+    change = {"field": "messages", "value": value}
+    return json.dumps(
+        {"object": "whatsapp_business_account", "entry": [{"id": "WABA", "changes": [change]}]}
+    ).encode()
+
+
+def status(wamid: str, name: str, code: int | None = None) -> dict[str, Any]:
+    found: dict[str, Any] = {
+        "id": wamid,
+        "status": name,
+        "timestamp": "1767603600",
+        "recipient_id": "33612345678",
+    }
+    if code is not None:
+        found["errors"] = [{"code": code, "title": "an error"}]
+    return found
+
+
+def test_whatsapp_statuses() -> None:
+    body = whatsapp_hook(
+        status("wamid.1", "sent"),
+        status("wamid.1", "delivered"),
+        status("wamid.1", "read"),
+        status("wamid.2", "failed", 131049),
+        status("wamid.3", "failed", 131026),
+        status("wamid.4", "failed", 131050),
+    )
+    found = [(u.provider_message_id, u.status, u.hard) for u in parse_whatsapp(body)]
+    assert found == [
+        ("wamid.1", "delivered", False),
+        ("wamid.1", "opened", False),
+        ("wamid.2", "failed", False),
+        ("wamid.3", "bounced", True),
+        ("wamid.4", "unsubscribed", False),
+    ]
+    assert parse_whatsapp(whatsapp_hook(messages=True)) == []
+
+
+@pytest.mark.parametrize(
+    ("body", "path"),
+    [
+        (b"nope", "$"),
+        (b'{"object": "whatsapp_business_account"}', "$.entry"),
+        (b'{"entry": [{"id": "WABA"}]}', "$.entry[0]"),
+        (
+            b'{"entry": [{"changes": [{"value": {"statuses": [{"status": "read"}]}}]}]}',
+            "$.statuses.id",
+        ),
+    ],
+)
+def test_bad_whatsapp_webhooks_name_the_field(body: bytes, path: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        parse_whatsapp(body)
     assert caught.value.details["path"] == path

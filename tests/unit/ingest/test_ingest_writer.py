@@ -11,6 +11,7 @@ import pytest
 from legato.domain.messages import EventRow, RejectedMessage
 from legato.errors import InvalidInput, Retryable
 from legato.runtime.ingest import GroupCommitWriter, Ingest, IngestConfig
+from legato.settings import Settings
 from legato.testing import FakeClock, InMemoryEventLog
 
 
@@ -139,4 +140,23 @@ async def test_ingest_refuses_a_body_that_is_not_a_batch() -> None:
     service = ingest(InMemoryEventLog())
     with pytest.raises(InvalidInput):
         await service.accept("ws", "batch", {"batch": "nope"})
+    await service.close()
+
+
+async def test_message_and_batch_limits_come_from_the_environment() -> None:
+    settings = Settings.from_env(
+        {"LEGATO_MAX_MESSAGE_BYTES": "1024", "LEGATO_MAX_BATCH_BYTES": "65536"}
+    )
+    assert (settings.max_message_bytes, settings.max_batch_bytes) == (1024, 65536)
+    log = InMemoryEventLog()
+    service = ingest(log)  # IngestConfig(partitions=4, max_message_bytes=1024)
+    body = {
+        "batch": [
+            {"type": "track", "event": "A", "userId": "u", "messageId": "small"},
+            {"type": "track", "event": "A", "userId": "u", "properties": {"x": "y" * 2000}},
+        ]
+    }
+    rejected = await service.accept("ws", "batch", body)
+    assert [r.index for r in rejected] == [1] and "the limit is 1024 bytes" in rejected[0].reason
+    assert [r.message_id for _, r in log.rows] == ["small"]
     await service.close()

@@ -127,7 +127,7 @@ STORIES = [
         fact("Order Completed", order_id="o1"),
         [("cross_sell_shoe_care", ms("2026-01-08T10:00:00+00:00"))],
         ("exited", EXIT_NODE),
-        profile=Profile(computed_traits={"favourite_category": "shoes"}),
+        profile=Profile(computed_traits={"favourite_category": "Shoes > Sneakers"}),
     ),
     Story(
         "post_purchase_cross_sell",
@@ -194,21 +194,33 @@ STORIES = [
     ),
     Story(
         "contact_centre_follow_up",
-        fact("Call Ended", call_id="k1", intent="complaint", outcome="unresolved"),
-        [("complaint_apology", T0 + 60_000), ("call_satisfaction_survey", T0 + 60_000 + DAY)],
+        fact("Call Completed", call_id="k1", intent="delivery", outcome="callback_scheduled"),
+        [("delivery_apology", T0 + 60_000), ("call_satisfaction_survey", T0 + 60_000 + DAY)],
         ("exited", EXIT_NODE),
         actions=[(T0 + 60_000, "webhook", ("open_ticket", 201, {"ticket": {"number": "T-9"}}))],
     ),
     Story(
         "contact_centre_follow_up",
-        fact("Call Ended", call_id="k2", intent="sales", outcome="resolved"),
-        [("sales_quote", T0), ("sales_quote_reminder", T0 + 5 * DAY)],
+        fact("Call Completed", call_id="k2", intent="upgrade", outcome="callback_scheduled"),
+        [("upgrade_quote", T0), ("upgrade_quote_reminder", T0 + 5 * DAY)],
         ("exited", EXIT_NODE),
     ),
     Story(
         "contact_centre_follow_up",
-        fact("Call Ended", call_id="k3", intent="billing", outcome="resolved"),
+        fact("Call Completed", call_id="k3", intent="billing", outcome="refund_issued"),
         [("billing_resolved", T0)],
+        ("exited", EXIT_NODE),
+    ),
+    Story(
+        "contact_centre_follow_up",
+        fact("Call Completed", call_id="k4", intent="mortgage", outcome="abandoned"),
+        [("missed_call_callback", T0)],
+        ("exited", EXIT_NODE),
+    ),
+    Story(
+        "contact_centre_follow_up",
+        fact("Call Completed", call_id="k5", intent="upgrade", outcome="upgraded"),
+        [("call_satisfaction_survey", T0 + DAY)],
         ("exited", EXIT_NODE),
     ),
     Story(

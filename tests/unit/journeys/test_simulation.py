@@ -91,8 +91,8 @@ REPLAYS = [
         messages={"email": {day(3): 2}},
         reached={"socks_and_care": 1, "bestsellers": 1},
         seeds={
-            "p0": Seed(computed_traits={"favourite_category": "shoes"}),
-            "p1": Seed(computed_traits={"favourite_category": "garden"}),
+            "p0": Seed(computed_traits={"favourite_category": "Shoes > Boots"}),
+            "p1": Seed(computed_traits={"favourite_category": "Home > Kitchen"}),
         },
     ),
     Replay(
@@ -137,19 +137,34 @@ REPLAYS = [
     Replay(
         "contact_centre_follow_up",
         [
-            ev("p0", "Call Ended", T0, call_id="k0", intent="complaint", outcome="unresolved"),
-            ev("p1", "Call Ended", T0, call_id="k1", intent="sales", outcome="open"),
-            ev("p2", "Call Ended", T0, call_id="k2", intent="billing", outcome="resolved"),
-            ev("p3", "Call Ended", T0, call_id="k3", intent="other", outcome="resolved"),
-            ev("p4", "Call Ended", T0, call_id="k4", intent="sales", outcome="transferred"),
+            ev(
+                "p0",
+                "Call Completed",
+                T0,
+                call_id="k0",
+                intent="delivery",
+                outcome="callback_scheduled",
+            ),
+            ev(
+                "p1",
+                "Call Completed",
+                T0,
+                call_id="k1",
+                intent="upgrade",
+                outcome="callback_scheduled",
+            ),
+            ev("p2", "Call Completed", T0, call_id="k2", intent="billing", outcome="resolved"),
+            ev("p3", "Call Completed", T0, call_id="k3", intent="mortgage", outcome="abandoned"),
+            ev("p4", "Call Completed", T0, call_id="k4", intent="delivery", outcome="resolved"),
+            ev("p5", "Call Completed", T0, call_id="k5", intent="billing", outcome="transferred"),
         ],
-        entered=4,
+        entered=5,
         messages={
-            "sms": {day(0): 2, day(1): 2},
+            "sms": {day(0): 3, day(1): 2},
             "email": {day(0): 1},
             "push": {day(5): 1},
         },
-        reached={"open_ticket": 1, "apology": 1, "survey": 2},
+        reached={"open_ticket": 1, "apology": 1, "call_back_offer": 1, "survey": 2},
     ),
     Replay(
         "hotel_stay",

@@ -1,5 +1,6 @@
 // The visual journey builder: palette, canvas (React Flow), side panel, YAML view, undo/redo,
-// auto-layout, save / publish / pause against the journeys API, and live per-node counts.
+// auto-layout, save / publish / pause against the journeys API, live per-node counts, and
+// simulation results drawn on the draft.
 //
 // One immutable snapshot (document + positions) is the source of truth; the canvas's nodes and
 // edges are derived from it through per-node caches so that unchanged nodes keep their object
@@ -46,10 +47,11 @@ import {
   type Obj,
   type Point,
 } from "./model";
-import { nodeTypes, type NodeStats, type StepData, type StepNode, type TriggerData, type TriggerNode } from "./NodeCard";
+import { nodeTypes, type NodeStats, type SimStats, type StepData, type StepNode, type TriggerData, type TriggerNode } from "./NodeCard";
 import { DRAG_MIME, Palette } from "./Palette";
 import { rememberSavedRoute, saveDraft, saveLayout } from "./storage";
 import { countIssues, validate, type Issue, type Issues } from "./validate";
+import { SimulationPanel, simOnNodes, simulate, type SimulationReport } from "./SimulationPanel";
 import { YamlPanel } from "./YamlPanel";
 
 type FlowNode = StepNode | TriggerNode;
@@ -175,7 +177,7 @@ export function Builder({
   const [selected, setSelected] = useState<Set<string>>(() => new Set());
   const [selectedEdges, setSelectedEdges] = useState<Set<string>>(() => new Set());
   const [measured, setMeasured] = useState<Map<string, { width: number; height: number }>>(() => new Map());
-  const [panel, setPanel] = useState<"inspect" | "yaml">("inspect");
+  const [panel, setPanel] = useState<"inspect" | "yaml" | "simulate">("inspect");
   const [server, setServer] = useState<ServerState>(initialServer);
   // A restored local draft counts as unsaved work until it is saved.
   const [savedRevision, setSavedRevision] = useState(restoredFrom ? -1 : 0);
@@ -189,6 +191,8 @@ export function Builder({
   );
   const [remote, setRemote] = useState<{ doc: JourneyDoc; issues: Issues } | null>(null);
   const [stats, setStats] = useState<Record<string, NodeStats> | null>(null);
+  // The last simulation, and the document it ran on (its counts go stale when the draft changes).
+  const [simulation, setSimulation] = useState<{ report: SimulationReport; doc: JourneyDoc; nodes: Record<string, SimStats> } | null>(null);
   const [suggestions, setSuggestions] = useState<Suggestions>({ channels: [], templates: [], segments: [], events: [] });
 
   // --- validation ------------------------------------------------------------------------------
@@ -299,14 +303,20 @@ export function Builder({
     const out: FlowNode[] = [];
     const triggerIssues = issues.get(TRIGGER_ID);
     const triggerStats = stats?.[TRIGGER_ID];
+    const sims = simulation?.nodes;
+    const triggerSim = sims?.[TRIGGER_ID];
     out.push(
-      build(TRIGGER_ID, "trigger", [doc.trigger, triggerIssues, triggerStats], () => ({ trigger: doc.trigger, issues: triggerIssues, stats: triggerStats }), { x: 0, y: 0 }),
+      build(TRIGGER_ID, "trigger", [doc.trigger, triggerIssues, triggerStats, triggerSim], () => ({ trigger: doc.trigger, issues: triggerIssues, stats: triggerStats, sim: triggerSim }), {
+        x: 0,
+        y: 0,
+      }),
     );
     doc.nodes.forEach((n, i) => {
       const nodeIssues = issues.get(n.id);
       const nodeStats = stats?.[n.id];
+      const nodeSim = sims ? (sims[n.id] ?? { people: 0 }) : undefined;
       out.push(
-        build(n.id, "step", [n, nodeIssues, nodeStats], () => ({ node: n, issues: nodeIssues, stats: nodeStats }), {
+        build(n.id, "step", [n, nodeIssues, nodeStats, nodeSim], () => ({ node: n, issues: nodeIssues, stats: nodeStats, sim: nodeSim }), {
           x: (i % 4) * (NODE_WIDTH + 40),
           y: (Math.floor(i / 4) + 1) * (NODE_HEIGHT + 60),
         }),
@@ -315,7 +325,7 @@ export function Builder({
     nodeCache.current = nextNodes;
     dataCache.current = nextData;
     return out;
-  }, [doc.nodes, doc.trigger, positions, selected, measured, issues, stats]);
+  }, [doc.nodes, doc.trigger, positions, selected, measured, issues, stats, simulation]);
 
   const edgeCache = useRef(new Map<string, FlowEdge>());
   const edges = useMemo<FlowEdge[]>(() => {
@@ -693,6 +703,11 @@ export function Builder({
           <Button tone={panel === "yaml" ? "primary" : "ghost"} icon="code" aria-pressed={panel === "yaml"} onClick={() => setPanel(panel === "yaml" ? "inspect" : "yaml")}>
             YAML
           </Button>
+          {server.api ? (
+            <Button tone={panel === "simulate" ? "primary" : "ghost"} icon="activity" aria-pressed={panel === "simulate"} onClick={() => setPanel(panel === "simulate" ? "inspect" : "simulate")}>
+              Simulate
+            </Button>
+          ) : null}
           <span className="toolbar-sep" aria-hidden="true" />
           <Button icon="save" onClick={() => void save()} disabled={!canAdmin || busy !== null}>
             {busy === "save" ? "Saving…" : "Save draft"}
@@ -753,9 +768,20 @@ export function Builder({
             </div>
           ) : null}
         </div>
-        <aside className={`builder-panel${panel === "yaml" ? " wide" : ""}`} aria-label={panel === "yaml" ? "YAML" : "Configure"}>
+        <aside className={`builder-panel${panel !== "inspect" ? " wide" : ""}`} aria-label={panel === "yaml" ? "YAML" : panel === "simulate" ? "Simulation" : "Configure"}>
           {panel === "yaml" ? (
             <YamlPanel doc={doc} onApply={applyYaml} onClose={() => setPanel("inspect")} />
+          ) : panel === "simulate" ? (
+            <SimulationPanel
+              report={simulation?.report ?? null}
+              stale={!!simulation && simulation.doc !== doc}
+              onRun={async (since) => {
+                const report = await simulate(doc.key, toDocument(doc), since);
+                setSimulation({ report, doc, nodes: simOnNodes(report, TRIGGER_ID) });
+              }}
+              onClear={() => setSimulation(null)}
+              onClose={() => setPanel("inspect")}
+            />
           ) : selectedNode ? (
             <StepInspector
               key={selectedNode.id}

@@ -13,8 +13,16 @@ export interface NodeStats {
   converted?: number;
 }
 
-export type StepData = { node: JourneyNode; issues?: Issue[]; stats?: NodeStats };
-export type TriggerData = { trigger: Obj; issues?: Issue[]; stats?: NodeStats };
+/** What a simulation says about one node: distinct people who reached it, and those still
+ * waiting there when the simulated window ended. */
+export interface SimStats {
+  people: number;
+  visits?: number;
+  waiting?: number;
+}
+
+export type StepData = { node: JourneyNode; issues?: Issue[]; stats?: NodeStats; sim?: SimStats };
+export type TriggerData = { trigger: Obj; issues?: Issue[]; stats?: NodeStats; sim?: SimStats };
 export type StepNode = Node<StepData, "step">;
 export type TriggerNode = Node<TriggerData, "trigger">;
 
@@ -53,13 +61,24 @@ function Stats({ stats }: { stats?: NodeStats }) {
   );
 }
 
+function Simulated({ sim }: { sim?: SimStats }) {
+  if (!sim) return null;
+  const text = `simulated: ${fmt(sim.people)} ${sim.people === 1 ? "person" : "people"}${sim.waiting ? `, ${fmt(sim.waiting)} still waiting` : ""}`;
+  return (
+    <div className="jnode-sim" data-testid="node-sim" aria-label={text}>
+      <Icon name="play" size={11} />
+      {text.replace("simulated: ", "")}
+    </div>
+  );
+}
+
 function firstError(issues?: Issue[]): string | null {
   const e = issues?.find((i) => i.severity === "error");
   return e ? e.message : null;
 }
 
 export const StepCard = memo(function StepCard({ data, selected }: NodeProps<StepNode>) {
-  const { node, issues, stats } = data;
+  const { node, issues, stats, sim } = data;
   const spec = NODE_SPECS[node.type];
   const outs = outputs(node);
   const hasError = issues?.some((i) => i.severity === "error");
@@ -82,6 +101,7 @@ export const StepCard = memo(function StepCard({ data, selected }: NodeProps<Ste
       <div className="jnode-title">{node.label || node.id}</div>
       <div className={`jnode-summary${error ? " is-error" : ""}`}>{error ?? summary(node)}</div>
       <Stats stats={stats} />
+      <Simulated sim={sim} />
       {outs.map((o, i) => {
         const left = `${((i + 1) / (outs.length + 1)) * 100}%`;
         return (
@@ -100,7 +120,7 @@ export const StepCard = memo(function StepCard({ data, selected }: NodeProps<Ste
 });
 
 export const TriggerCard = memo(function TriggerCard({ data, selected }: NodeProps<TriggerNode>) {
-  const { trigger, issues, stats } = data;
+  const { trigger, issues, stats, sim } = data;
   const t = triggerSummary(trigger);
   const hasError = issues?.some((i) => i.severity === "error");
   const error = firstError(issues);
@@ -120,6 +140,7 @@ export const TriggerCard = memo(function TriggerCard({ data, selected }: NodePro
       <div className="jnode-title">{t.text}</div>
       {error ? <div className="jnode-summary is-error">{error}</div> : null}
       <Stats stats={stats} />
+      <Simulated sim={sim} />
       <Handle type="source" position={Position.Bottom} id="next" className="jhandle jhandle-out" />
     </div>
   );

@@ -1,9 +1,12 @@
 // Profiles: find a person by any identifier or trait, list profiles, and the 360° view of one
-// person (identities, traits, computed traits, segments, groups and the event timeline).
+// person (identities, traits, computed traits, segments, groups, journeys with the step each run
+// is at, consent, and a timeline of events and messages).
 import { useEffect, useState, type FormEvent } from "react";
 import { ApiError, get, listFrom, nextCursor } from "../api";
+import { ConsentCard, JourneysCard } from "./ProfileCards";
+import { KeyValues, Timeline } from "./ProfileTimeline";
 import { Icon } from "../components/icons";
-import { Badge, Button, Card, EmptyState, ErrorState, Loading, NotAvailable, PageHeader, formatNumber, formatTime, show, timeAgo } from "../components/ui";
+import { Button, Card, EmptyState, ErrorState, Loading, NotAvailable, PageHeader, formatNumber, formatTime, timeAgo } from "../components/ui";
 import { Link, navigate, useLocation } from "../router";
 import { useApi } from "../session";
 
@@ -27,18 +30,6 @@ export interface Profile {
   last_seen_ms?: number;
   event_count?: number;
   merged_from?: string[];
-}
-
-export interface TimelineEvent {
-  seq?: number;
-  message_id?: string;
-  type?: string;
-  event?: string | null;
-  user_id?: string | null;
-  anonymous_id?: string | null;
-  timestamp_ms?: number;
-  received_ms?: number;
-  payload?: Obj;
 }
 
 const KINDS = [
@@ -281,145 +272,6 @@ export function ProfilesPage() {
 
 // --- one profile ----------------------------------------------------------------------------------
 
-function KeyValues({ data, empty, testid }: { data?: Obj | null; empty: string; testid?: string }) {
-  const entries = Object.entries(data ?? {});
-  if (!entries.length) return <p className="muted">{empty}</p>;
-  return (
-    <dl className="kv-list" data-testid={testid}>
-      {entries
-        .sort(([a], [b]) => a.localeCompare(b))
-        .map(([k, v]) => (
-          <div key={k}>
-            <dt className="mono">{k}</dt>
-            <dd>{show(v)}</dd>
-          </div>
-        ))}
-    </dl>
-  );
-}
-
-const TYPE_ICON: Record<string, string> = { track: "zap", identify: "userEdit", page: "file", screen: "file", group: "users", alias: "key" };
-
-function eventTitle(e: TimelineEvent): string {
-  const p = e.payload ?? {};
-  switch (e.type) {
-    case "track":
-      return e.event || String(p.event ?? "Event");
-    case "identify":
-      return "Identified";
-    case "page": {
-      const props = (p.properties ?? {}) as Obj;
-      return `Viewed page ${String(p.name ?? props.title ?? props.path ?? "")}`.trim();
-    }
-    case "screen":
-      return `Viewed screen ${String(p.name ?? "")}`.trim();
-    case "group":
-      return `Joined group ${String(p.groupId ?? "")}`;
-    case "alias":
-      return `Aliased from ${String(p.previousId ?? "")}`;
-    default:
-      return e.event || e.type || "Event";
-  }
-}
-
-function eventDetail(e: TimelineEvent): Obj {
-  const p = e.payload ?? {};
-  if (e.type === "identify" || e.type === "group") return (p.traits as Obj) ?? {};
-  return (p.properties as Obj) ?? {};
-}
-
-function Timeline({ profileId }: { profileId: string }) {
-  const [events, setEvents] = useState<TimelineEvent[]>([]);
-  const [cursor, setCursor] = useState<string | null>(null);
-  const [state, setState] = useState<{ loading: boolean; error: ApiError | null }>({ loading: true, error: null });
-  const [tick, setTick] = useState(0);
-
-  useEffect(() => {
-    let live = true;
-    setState({ loading: true, error: null });
-    get<unknown>(`/api/v1/profiles/${encodeURIComponent(profileId)}/events`, { limit: 25 }).then(
-      (body) => {
-        if (!live) return;
-        setEvents(listFrom<TimelineEvent>(body, "events"));
-        setCursor(nextCursor(body));
-        setState({ loading: false, error: null });
-      },
-      (err: ApiError) => live && setState({ loading: false, error: err }),
-    );
-    return () => {
-      live = false;
-    };
-  }, [profileId, tick]);
-
-  const more = async () => {
-    if (!cursor) return;
-    const body = await get<unknown>(`/api/v1/profiles/${encodeURIComponent(profileId)}/events`, { limit: 25, cursor });
-    setEvents((e) => [...e, ...listFrom<TimelineEvent>(body, "events")]);
-    setCursor(nextCursor(body));
-  };
-
-  return (
-    <Card
-      title="Timeline"
-      actions={
-        <Button tone="ghost" icon="refresh" onClick={() => setTick((t) => t + 1)} aria-label="Refresh timeline">
-          Refresh
-        </Button>
-      }
-    >
-      {state.loading ? (
-        <Loading label="Loading events…" />
-      ) : state.error?.notAvailable ? (
-        <NotAvailable title="The timeline API is not on this server yet" compact />
-      ) : state.error ? (
-        <ErrorState error={state.error} onRetry={() => setTick((t) => t + 1)} />
-      ) : events.length === 0 ? (
-        <EmptyState icon="activity" title="No events yet" compact>
-          Events this person sends through any source appear here, newest first.
-        </EmptyState>
-      ) : (
-        <>
-          <ol className="timeline" data-testid="timeline">
-            {events.map((e, i) => {
-              const detail = eventDetail(e);
-              const hasDetail = Object.keys(detail).length > 0;
-              return (
-                <li key={e.message_id ?? e.seq ?? i} className={`tl-item tl-${e.type ?? "track"}`}>
-                  <span className="tl-icon" aria-hidden="true">
-                    <Icon name={TYPE_ICON[e.type ?? ""] ?? "zap"} size={14} />
-                  </span>
-                  <div className="tl-body">
-                    <div className="tl-head">
-                      <span className="tl-title">{eventTitle(e)}</span>
-                      <Badge tone="neutral">{e.type ?? "event"}</Badge>
-                      <time className="tl-time muted small" dateTime={e.timestamp_ms ? new Date(e.timestamp_ms).toISOString() : undefined} title={formatTime(e.timestamp_ms)}>
-                        {formatTime(e.timestamp_ms)}
-                      </time>
-                    </div>
-                    {hasDetail ? (
-                      <details className="tl-details">
-                        <summary>
-                          {Object.keys(detail).length} {e.type === "identify" || e.type === "group" ? "traits" : "properties"}
-                        </summary>
-                        <KeyValues data={detail} empty="" />
-                      </details>
-                    ) : null}
-                  </div>
-                </li>
-              );
-            })}
-          </ol>
-          {cursor ? (
-            <div className="load-more">
-              <Button onClick={() => void more()}>Load older events</Button>
-            </div>
-          ) : null}
-        </>
-      )}
-    </Card>
-  );
-}
-
 function segmentsOf(p: Profile): string[] {
   const s = p.segments;
   if (Array.isArray(s)) return s.map((x) => (typeof x === "string" ? x : String((x as Obj)?.key ?? (x as Obj)?.segment ?? ""))).filter(Boolean);
@@ -515,18 +367,18 @@ export function ProfilePage({ id }: { id: string }) {
                 Lifetime value, order counts and other aggregates kept up to date on every event.
               </NotAvailable>
             ) : (
-              <KeyValues data={p.computed_traits} empty="No computed traits are defined." />
+              <KeyValues data={p.computed_traits} empty="No computed traits are defined." testid="computed-traits" />
             )}
           </Card>
           <Card title="Segments">
             {p.segments === undefined ? (
               <NotAvailable title="Arrives with segments" compact />
             ) : segments.length ? (
-              <div className="chips">
+              <div className="chips" data-testid="profile-segments">
                 {segments.map((s) => (
-                  <span className="chip" key={s}>
+                  <Link className="chip" key={s} to={`/segments/${encodeURIComponent(s)}`}>
                     {s}
-                  </span>
+                  </Link>
                 ))}
               </div>
             ) : (
@@ -549,16 +401,8 @@ export function ProfilePage({ id }: { id: string }) {
         <div className="profile-main">
           <Timeline profileId={p.id} />
           <div className="grid-2">
-            <Card title="Journeys">
-              <NotAvailable title="Arrives with the journey engine" compact>
-                Each journey this person is in, and the step each run is at.
-              </NotAvailable>
-            </Card>
-            <Card title="Consent">
-              <NotAvailable title="Arrives with omnichannel delivery" compact>
-                Subscriptions per channel and topic, with the record of every change.
-              </NotAvailable>
-            </Card>
+            <JourneysCard profileId={p.id} />
+            <ConsentCard profileId={p.id} />
           </div>
         </div>
       </div>

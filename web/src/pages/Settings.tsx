@@ -1,9 +1,11 @@
-// Settings: the workspace, its API keys (list, create, revoke), and what delivery will add.
+// Settings: the workspace, its API keys (list, create, revoke), channel providers, subscription
+// topics, and the delivery policy (quiet hours, frequency caps).
 import { useState, type FormEvent } from "react";
 import { api } from "../api";
 import { Icon } from "../components/icons";
-import { Badge, Button, Card, EmptyState, ErrorState, Loading, NotAvailable, PageHeader, formatTime } from "../components/ui";
+import { Badge, Button, Card, EmptyState, ErrorState, Loading, PageHeader, formatTime } from "../components/ui";
 import { useApi, useSession } from "../session";
+import { ChannelsCard, PolicyCard, TopicsCard } from "./SettingsDelivery";
 
 interface KeyRow {
   id: string;
@@ -228,35 +230,6 @@ function WorkspaceCard() {
   );
 }
 
-function Upcoming({ path, title, children }: { path: string; title: string; children: string }) {
-  const { error, loading, data, reload } = useApi<unknown>(path);
-  if (loading) return null;
-  if (error && !error.notAvailable) {
-    return (
-      <Card title={title}>
-        <ErrorState error={error} onRetry={reload} />
-      </Card>
-    );
-  }
-  if (error) {
-    return (
-      <Card title={title}>
-        <NotAvailable title="Arrives with omnichannel delivery" compact>
-          {children}
-        </NotAvailable>
-      </Card>
-    );
-  }
-  const count = Array.isArray(data) ? data.length : data && typeof data === "object" ? Object.values(data).find(Array.isArray)?.length ?? 0 : 0;
-  return (
-    <Card title={title}>
-      <p className="muted">
-        {count} configured. Manage them with <code>legato apply -f</code>.
-      </p>
-    </Card>
-  );
-}
-
 export function SettingsPage() {
   return (
     <>
@@ -272,23 +245,10 @@ export function SettingsPage() {
       </div>
       <KeysCard />
       <div className="grid-2">
-        <Upcoming path="/api/v1/channels" title="Channel providers">
-          Email over SMTP, SMS, WhatsApp, web and mobile push, webhooks and in-app messages, each with failover between providers.
-        </Upcoming>
-        <Upcoming path="/api/v1/topics" title="Subscription topics">
-          Opt-in and opt-out topics per channel, double opt-in for email, and a preference centre.
-        </Upcoming>
-        <Card title="Quiet hours">
-          <NotAvailable title="Arrives with omnichannel delivery" compact>
-            Hold or drop messages at night in each person's timezone. Journeys can already set their own quiet hours in their settings.
-          </NotAvailable>
-        </Card>
-        <Card title="Frequency caps">
-          <NotAvailable title="Arrives with omnichannel delivery" compact>
-            Limits such as “at most 3 marketing messages in 7 days”, across all journeys; transactional messages are exempt.
-          </NotAvailable>
-        </Card>
+        <ChannelsCard />
+        <TopicsCard />
       </div>
+      <PolicyCard />
     </>
   );
 }

@@ -16,7 +16,12 @@ from legato.domain.conditions.facts import (
     ProfileSnapshot,
     Verdict,
 )
-from legato.domain.conditions.predicates import References, compile_condition, references
+from legato.domain.conditions.predicates import (
+    References,
+    compile_condition,
+    may_hold_for_a_new_profile,
+    references,
+)
 from legato.domain.conditions.schema import condition_schema
 from legato.domain.conditions.tree import (
     AllOf,
@@ -67,6 +72,7 @@ __all__ = [
     "compile_event_filter",
     "condition_schema",
     "dump_condition",
+    "may_hold_for_a_new_profile",
     "parse_condition",
     "parse_event_filters",
     "references",

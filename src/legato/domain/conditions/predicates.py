@@ -28,6 +28,7 @@ from legato.domain.conditions.facts import (
     EvalContext,
     EventFact,
     Predicate,
+    ProfileSnapshot,
     Verdict,
 )
 from legato.domain.conditions.instants import operand_span
@@ -356,3 +357,46 @@ def references(cond: ConditionNode) -> References:
     return References(
         frozenset(events), frozenset(traits), frozenset(computed), frozenset(segments), uses_time
     )
+
+
+# ------------------------------------------------------------------------- new profiles
+
+_NOBODY = ProfileSnapshot("")
+
+
+def may_hold_for_a_new_profile(cond: ConditionNode) -> bool:
+    """True when the condition can hold for a profile with no traits, events, computed
+    values or memberships yet (`not`, `ne`, `not_exists`, `performed: false`, a random
+    bucket...): such a segment must be evaluated when a profile is born, because no event
+    name or trait the index knows may ever touch it."""
+    return True in _values_when_empty(cond)
+
+
+def _values_when_empty(cond: ConditionNode) -> frozenset[bool]:
+    """The values the condition can take on an empty profile (a random bucket depends on
+    the profile's id, so it may take both)."""
+    if isinstance(cond, AllOf):
+        parts = [_values_when_empty(child) for child in cond.all]
+        can_hold = all(True in part for part in parts)
+        can_fail = any(False in part for part in parts)
+        return frozenset(value for value, ok in ((True, can_hold), (False, can_fail)) if ok)
+    if isinstance(cond, AnyOf):
+        parts = [_values_when_empty(child) for child in cond.any]
+        can_hold = any(True in part for part in parts)
+        can_fail = all(False in part for part in parts)
+        return frozenset(value for value, ok in ((True, can_hold), (False, can_fail)) if ok)
+    if isinstance(cond, Not):
+        return frozenset(not value for value in _values_when_empty(cond.not_))
+    if isinstance(cond, RandomBucket):
+        return frozenset(_bucket_values(cond.random_bucket.basis_points))
+    # With nothing to read, a leaf's value depends on neither the profile nor the time.
+    return frozenset({compile_condition(cond)(_NOBODY, 0).value})
+
+
+def _bucket_values(share: int) -> set[bool]:
+    values: set[bool] = set()
+    if share > 0:
+        values.add(True)
+    if share < 10_000:
+        values.add(False)
+    return values

@@ -11,7 +11,8 @@ Which key a JSON object carries says what node it is:
 
 `parse_condition` turns a JSON/YAML value into the tree and names the JSON path of whatever is
 wrong; `dump_condition` gives the user shape back (`schema` publishes it as JSON Schema).
-Operands and their bounds (depth, node count, list and string sizes) are in `operands`. This
+The comparisons leaves hold are in `comparisons`; operands and their bounds (depth, node
+count, list and string sizes) in `operands`. This
 module never evaluates a condition (that is `predicates`) and never does I/O.
 """
 
@@ -19,287 +20,77 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from typing import Annotated, Any, ClassVar, Literal, NoReturn, get_args
+from typing import Annotated, Any, get_args
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
-    SerializerFunctionWrapHandler,
     StrictBool,
     TypeAdapter,
     ValidationError,
     WrapValidator,
-    model_serializer,
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from legato.domain.conditions.comparisons import (
+    Comparison,
+    ComputedTraitCondition,
+    CountComparison,
+    DateComparison,
+    KeyFirst,
+    NodeModel,
+    PropertyFilter,
+    TraitCondition,
+    field_error,
+)
 from legato.domain.conditions.instants import operand_span
 from legato.domain.conditions.operands import (
-    COUNT_OPERATORS,
-    DATE_OPERATORS,
     KINDS,
     MAX_CHILDREN,
     MAX_DEPTH,
     MAX_FILTERS,
-    MAX_LIST,
     MAX_NODES,
-    VALUE_OPERATORS,
-    Count,
     DateOperand,
     Duration,
     EventName,
     Key,
-    Ordered,
     Percent,
-    Scalar,
     Seed,
-    Text,
-    TraitPath,
-    ValueType,
     fail,
     kind_name,
 )
 from legato.errors import InvalidInput
 
-# ---------------------------------------------------------------------------------- models
+__all__ = [
+    "CONDITION_ADAPTER",
+    "AllOf",
+    "AnyOf",
+    "BucketSpec",
+    "Comparison",
+    "ComputedTraitCondition",
+    "Condition",
+    "ConditionNode",
+    "CountComparison",
+    "DateComparison",
+    "EventCondition",
+    "Not",
+    "PropertyFilter",
+    "RandomBucket",
+    "SegmentCondition",
+    "TraitCondition",
+    "dump_condition",
+    "first_error",
+    "parse_condition",
+    "parse_event_filters",
+    "render_path",
+    "walk",
+]
+
+# ---------------------------------------------------------------------------------- nodes
 
 
-class _Node(BaseModel):
-    model_config = ConfigDict(
-        frozen=True, extra="forbid", validate_by_name=True, validate_by_alias=True
-    )
-
-
-def _field_error(loc: tuple[str | int, ...], message: str, value: object) -> NoReturn:
-    """Fail naming a field inside the model being validated (its path, not the node's)."""
-    raise ValidationError.from_exception_data(
-        "Condition",
-        [
-            InitErrorDetails(
-                type=PydanticCustomError("invalid_condition", message), loc=loc, input=value
-            )
-        ],
-    )
-
-
-def _only_one(node: BaseModel, names: tuple[str, ...], what: str) -> tuple[str, Any] | None:
-    """The one operator of `names` set on `node` (None if none); several is an error."""
-    found = [(name, getattr(node, _attr(name))) for name in names]
-    found = [(name, value) for name, value in found if value is not None]
-    if len(found) > 1:
-        listed = ", ".join(name for name, _ in found)
-        fail(f"{what} takes one operator, not several ({listed}); combine with all: [...]")
-    return found[0] if found else None
-
-
-def _attr(name: str) -> str:
-    return "in_" if name == "in" else name
-
-
-def _exactly_one(operators: tuple[str, ...]) -> dict[str, Any]:
-    """JSON Schema saying that exactly one of `operators` is present."""
-    return {"oneOf": [{"required": [name]} for name in operators]}
-
-
-class _KeyFirst(_Node):
-    """A leaf whose dumped shape starts with its kind key (`trait: ...` before the operator)."""
-
-    _kind_key: ClassVar[str]
-
-    @model_serializer(mode="wrap")
-    def _key_first(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)
-        if self._kind_key not in data:
-            return data
-        return {self._kind_key: data.pop(self._kind_key), **data}
-
-
-class Comparison(_KeyFirst):
-    """One operator comparing a JSON value; the operand's type decides how (see `values`)."""
-
-    _kind_key = ""
-    model_config = ConfigDict(json_schema_extra=_exactly_one(VALUE_OPERATORS + DATE_OPERATORS))
-
-    type: ValueType | None = Field(
-        None, description="The value's declared type: limits the operators that make sense."
-    )
-    eq: Scalar | None = Field(None, description="Equal (same type; 1 equals 1.0).")
-    ne: Scalar | None = Field(None, description="Not equal (true when missing).")
-    gt: Ordered | None = None
-    gte: Ordered | None = None
-    lt: Ordered | None = None
-    lte: Ordered | None = None
-    between: tuple[Ordered, Ordered] | None = Field(None, description="Inclusive range.")
-    in_: tuple[Scalar, ...] | None = Field(None, alias="in", max_length=MAX_LIST)
-    not_in: tuple[Scalar, ...] | None = Field(None, max_length=MAX_LIST)
-    contains: Scalar | None = Field(
-        None, description="Substring of a string value, or an element of a list value."
-    )
-    starts_with: Text | None = None
-    ends_with: Text | None = None
-    exists: Literal[True] | None = Field(None, description="Present and not null.")
-    not_exists: Literal[True] | None = Field(None, description="Missing or null.")
-    before: DateOperand | None = None
-    after: DateOperand | None = None
-    between_dates: tuple[DateOperand, DateOperand] | None = Field(
-        None, description="Inclusive; a YYYY-MM-DD end covers that whole day."
-    )
-    within_last: Duration | None = Field(None, description="In the past, less than this ago.")
-    within_next: Duration | None = Field(None, description="In the future, at most this ahead.")
-
-    @model_validator(mode="after")
-    def _one_operator(self) -> Comparison:
-        found = _only_one(self, VALUE_OPERATORS + DATE_OPERATORS, "a comparison")
-        if found is None:
-            fail("needs one operator: " + ", ".join(VALUE_OPERATORS + DATE_OPERATORS))
-        name, operand = found
-        if name == "between":
-            low, high = operand
-            if isinstance(low, str) != isinstance(high, str):
-                _field_error(("between",), "between needs two numbers or two strings", operand)
-            if low > high:
-                _field_error(("between",), "between's bounds are the wrong way round", operand)
-        if name == "between_dates":
-            low_span, high_span = operand_span(operand[0]), operand_span(operand[1])
-            if low_span.start_ms >= high_span.end_ms:
-                _field_error(("between_dates",), "between_dates ends before it starts", operand)
-        if self.type is not None:
-            _check_declared_type(self.type, name, operand)
-        return self
-
-    @property
-    def operator(self) -> tuple[str, Any]:
-        """The (operator name, operand) this comparison holds."""
-        found = _only_one(self, VALUE_OPERATORS + DATE_OPERATORS, "a comparison")
-        assert found is not None
-        return found
-
-
-_ANY_TYPE = ("exists", "not_exists")
-_TYPE_OPERATORS = {
-    "string": (*VALUE_OPERATORS, *_ANY_TYPE),
-    "number": ("eq", "ne", "gt", "gte", "lt", "lte", "between", "in", "not_in", *_ANY_TYPE),
-    "boolean": ("eq", "ne", "in", "not_in", *_ANY_TYPE),
-    "date": (*DATE_OPERATORS, *_ANY_TYPE),
-    "list": ("contains", *_ANY_TYPE),
-}
-_TYPE_TESTS: dict[str, Any] = {
-    "string": lambda item: isinstance(item, str),
-    "number": lambda item: isinstance(item, int | float) and not isinstance(item, bool),
-    "boolean": lambda item: isinstance(item, bool),
-}
-
-
-def _check_declared_type(declared: str, name: str, operand: Any) -> None:
-    """Refuse an operator or operand that cannot match a value of the declared type."""
-    if name not in _TYPE_OPERATORS[declared]:
-        allowed = ", ".join(_TYPE_OPERATORS[declared])
-        _field_error(
-            (name,), f"{name} does not apply to a {declared} value ({allowed} do)", operand
-        )
-    fits = _TYPE_TESTS.get(declared)
-    if fits is None or name in _ANY_TYPE:
-        return
-    items = operand if isinstance(operand, tuple) else (operand,)
-    if not all(fits(item) for item in items):
-        _field_error((name,), f"a {declared} value compares with {declared}s only", operand)
-
-
-class TraitCondition(Comparison):
-    """A profile trait (dotted path into nested objects) compared with one operator."""
-
-    _kind_key = "trait"
-    trait: TraitPath
-
-
-class ComputedTraitCondition(Comparison):
-    """A computed trait's current value compared with one operator."""
-
-    _kind_key = "computed_trait"
-    computed_trait: Key
-
-
-class PropertyFilter(Comparison):
-    """An event property (path under `properties`) compared with one operator."""
-
-    _kind_key = "property"
-    model_config = ConfigDict(json_schema_extra=_exactly_one(VALUE_OPERATORS + DATE_OPERATORS[:3]))
-    property: TraitPath
-
-    @model_validator(mode="after")
-    def _no_relative_time(self) -> PropertyFilter:
-        name, _ = self.operator
-        if name in ("within_last", "within_next"):
-            fail(
-                f"{name} is not allowed in a property filter: put the window on the event "
-                "(within: ...)"
-            )
-        return self
-
-
-class CountComparison(_Node):
-    """How many qualifying events: one operator."""
-
-    model_config = ConfigDict(json_schema_extra=_exactly_one(COUNT_OPERATORS))
-
-    eq: Count | None = None
-    ne: Count | None = None
-    gt: Count | None = None
-    gte: Count | None = None
-    lt: Count | None = None
-    lte: Count | None = None
-    between: tuple[Count, Count] | None = Field(None, description="Inclusive range.")
-
-    @model_validator(mode="after")
-    def _one_operator(self) -> CountComparison:
-        found = _only_one(self, COUNT_OPERATORS, "count")
-        if found is None:
-            fail("count needs one operator: " + ", ".join(COUNT_OPERATORS))
-        if found[0] == "between" and found[1][0] > found[1][1]:
-            _field_error(("between",), "between's bounds are the wrong way round", found[1])
-        return self
-
-    @property
-    def operator(self) -> tuple[str, Any]:
-        """The (operator name, operand) this comparison holds."""
-        found = _only_one(self, COUNT_OPERATORS, "count")
-        assert found is not None
-        return found
-
-
-class DateComparison(_Node):
-    """When an event was first or last performed: one date operator."""
-
-    model_config = ConfigDict(json_schema_extra=_exactly_one(DATE_OPERATORS[:4]))
-
-    before: DateOperand | None = None
-    after: DateOperand | None = None
-    between_dates: tuple[DateOperand, DateOperand] | None = None
-    within_last: Duration | None = None
-
-    @model_validator(mode="after")
-    def _one_operator(self) -> DateComparison:
-        ops = ("before", "after", "between_dates", "within_last")
-        found = _only_one(self, ops, "a date comparison")
-        if found is None:
-            fail("needs one operator: " + ", ".join(ops))
-        if found[0] == "between_dates":
-            low_span, high_span = operand_span(found[1][0]), operand_span(found[1][1])
-            if low_span.start_ms >= high_span.end_ms:
-                _field_error(("between_dates",), "between_dates ends before it starts", found[1])
-        return self
-
-    @property
-    def operator(self) -> tuple[str, Any]:
-        """The (operator name, operand) this comparison holds."""
-        found = _only_one(self, ("before", "after", "between_dates", "within_last"), "date")
-        assert found is not None
-        return found
-
-
-class EventCondition(_KeyFirst):
+class EventCondition(KeyFirst):
     """Events of one name a profile performed: at least once (the default), not at all
     (`performed: false`), a `count`, or when `first_performed`/`last_performed`; optionally
     only those matching `where` and inside `within` (a window ending now) or `between` dates.
@@ -331,11 +122,11 @@ class EventCondition(_KeyFirst):
                 f"last_performed; not {' and '.join(measures)}"
             )
         if self.within is not None and self.between is not None:
-            _field_error(("between",), "use within or between, not both", self.between)
+            field_error(("between",), "use within or between, not both", self.between)
         has_window = self.within is not None or self.between is not None
         if has_window and (self.first_performed or self.last_performed):
             window = "within" if self.within is not None else "between"
-            _field_error(
+            field_error(
                 (window,),
                 f"{window} does not combine with first_performed or last_performed",
                 getattr(self, window),
@@ -343,17 +134,17 @@ class EventCondition(_KeyFirst):
         if self.between is not None:
             low, high = operand_span(self.between[0]), operand_span(self.between[1])
             if low.start_ms >= high.end_ms:
-                _field_error(("between",), "between ends before it starts", self.between)
+                field_error(("between",), "between ends before it starts", self.between)
         return self
 
 
-class SegmentCondition(_Node):
+class SegmentCondition(NodeModel):
     """Membership of another segment, now."""
 
     segment: Key
 
 
-class BucketSpec(_Node):
+class BucketSpec(NodeModel):
     """A deterministic share of profiles, by hash of (seed, profile id)."""
 
     percent: Percent
@@ -365,25 +156,25 @@ class BucketSpec(_Node):
         return round(self.percent * 100)
 
 
-class RandomBucket(_Node):
+class RandomBucket(NodeModel):
     """True for a fixed share of profiles: the same profile always gets the same answer."""
 
     random_bucket: BucketSpec
 
 
-class AllOf(_Node):
+class AllOf(NodeModel):
     """True when every condition holds (an empty list holds)."""
 
     all: tuple[Condition, ...] = Field(max_length=MAX_CHILDREN)
 
 
-class AnyOf(_Node):
+class AnyOf(NodeModel):
     """True when at least one condition holds (an empty list never does)."""
 
     any: tuple[Condition, ...] = Field(max_length=MAX_CHILDREN)
 
 
-class Not(_Node):
+class Not(NodeModel):
     """True when the condition does not hold."""
 
     not_: Condition = Field(alias="not")
