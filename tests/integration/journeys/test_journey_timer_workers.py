@@ -27,9 +27,11 @@ JOURNEY = {
 }
 
 
-def _postgres_only(world: World) -> None:
-    if world.legato.db.is_sqlite:
-        pytest.skip("SQLite has one engine process: there is no other worker to skip")
+# PostgreSQL only: `journey_db` (under the `world` fixture) takes only its PostgreSQL parameter.
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.parametrize("journey_db", ["postgres"], indirect=True),
+]
 
 
 async def _waiting(world: World, people: int) -> None:
@@ -41,8 +43,7 @@ async def _waiting(world: World, people: int) -> None:
     world.clock.set(world.clock.now_ms() + HOUR)
 
 
-async def test_a_claim_skips_the_timers_another_worker_holds(world: World) -> None:
-    _postgres_only(world)
+async def test_a_claim_skips_the_timers_another_worker_holds(world: World, journey_db: str) -> None:
     await _waiting(world, 10)
     runs = world.legato.runs
     async with world.legato.db.transaction() as holder:
@@ -60,8 +61,7 @@ async def test_a_claim_skips_the_timers_another_worker_holds(world: World) -> No
     assert left == sorted(t.owner for t in held)
 
 
-async def test_workers_running_at_once_fire_each_timer_once(world: World) -> None:
-    _postgres_only(world)
+async def test_workers_running_at_once_fire_each_timer_once(world: World, journey_db: str) -> None:
     people = 120
     await _waiting(world, people)
     # A second process would have its own engine and pool: so does this second Legato.
