@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -469,9 +469,9 @@ class RecheckWorker:
         self.clock = clock
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
-        #: Re-checks and value changes fired so far; how late each fired (ms).
+        #: Re-checks and value changes fired so far; how late the latest fired (ms), bounded.
         self.fired = 0
-        self.lateness_ms: list[int] = []
+        self.lateness_ms: deque[int] = deque(maxlen=100_000)
         self._wake = asyncio.Event()
 
     def notify(self) -> None:
