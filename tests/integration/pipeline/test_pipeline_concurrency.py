@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,8 +19,9 @@ from legato.runtime.pipeline import Pipeline
 from legato.runtime.profiles import ProfileStage
 from legato.settings import Settings
 from legato.store.log import LogConsumer
-from legato.store.tables import events, identities, profiles, rejected_messages
+from legato.store.tables import events
 from tests.integration.pipeline.conftest import T0, append, message
+from tests.integration.pipeline.graph_checks import assert_graph_consistent
 
 pytestmark = pytest.mark.postgres
 LEASE_MS = 1500
@@ -135,35 +135,7 @@ async def test_two_workers_split_partitions_and_merge_correctly(
     total = sum(len(own) for own in everyone)
     assert first.applied > 0 and second.applied > 0
     assert first.applied + second.applied == total and first.failed + second.failed == 0
-    async with legato.db.connect() as conn:
-        dangling = await conn.scalar(
-            sa.select(sa.func.count())
-            .select_from(identities.join(profiles, profiles.c.id == identities.c.profile_id))
-            .where(profiles.c.merged_into.is_not(None))
-        )
-        users_per_profile = Counter(
-            (
-                await conn.execute(
-                    sa.select(identities.c.profile_id).where(identities.c.kind == "user_id")
-                )
-            ).scalars()
-        )
-        live_counts = dict(
-            (
-                await conn.execute(
-                    sa.select(profiles.c.id, profiles.c.event_count).where(
-                        profiles.c.merged_into.is_(None)
-                    )
-                )
-            ).all()
-        )
-        attributed = Counter((await conn.execute(sa.select(events.c.profile_id))).scalars())
-        refused = await conn.scalar(sa.select(sa.func.count()).select_from(rejected_messages))
-    assert dangling == 0, "every identifier points at a live profile"
-    assert max(users_per_profile.values()) == 1, "no profile holds two user ids"
-    assert set(attributed) <= set(live_counts), "every event names a live profile"
-    assert {p: attributed[p] for p in live_counts} == live_counts
-    assert sum(live_counts.values()) == total and refused == 0
+    await assert_graph_consistent(legato, total)
 
     for p, _own in enumerate(everyone):
         person = await legato.profiles.lookup(workspace_id, "user_id", f"u{p}")
