@@ -13,11 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from legato.errors import NotFound
-from legato.store.database import Database
+from legato.store.database import Database, insert_for
 from legato.store.tables import Id, Json, metadata
 
 Key = sa.String(64)
@@ -94,12 +92,6 @@ class StoredDocument:
     prepared: dict[str, Any] | None = None
 
 
-def _insert(conn: AsyncConnection, table: sa.Table) -> Any:
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
-
-
 def _stored(kind: str, row: Any) -> StoredDocument:
     if kind == "template":
         return StoredDocument(
@@ -145,7 +137,7 @@ class ChannelStore:
             )
         async with self.db.transaction() as conn:
             statement = (
-                _insert(conn, table)
+                insert_for(conn, table)
                 .values(workspace_id=workspace_id, key=key, version=1, created_ms=now_ms, **values)
                 .on_conflict_do_update(
                     index_elements=[table.c.workspace_id, table.c.key],
@@ -192,7 +184,7 @@ class ChannelStore:
         """Create or replace the workspace's delivery policy; returns its version."""
         async with self.db.transaction() as conn:
             version = await conn.scalar(
-                _insert(conn, delivery_policies)
+                insert_for(conn, delivery_policies)
                 .values(workspace_id=workspace_id, document=document, version=1, updated_ms=now_ms)
                 .on_conflict_do_update(
                     index_elements=[delivery_policies.c.workspace_id],

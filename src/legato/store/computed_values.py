@@ -14,8 +14,8 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from legato.store.database import Database
-from legato.store.segments import computed_trait_values, in_slices, insert_for
+from legato.store.database import Database, insert_for, slices
+from legato.store.segments import computed_trait_values
 from legato.store.tables import events
 
 
@@ -58,7 +58,7 @@ class ComputedValueQueries:
         found: dict[tuple[str, str], ValueRow] = {}
         if not keys:
             return found
-        for part in in_slices(sorted(set(profile_ids))):
+        for part in slices(sorted(set(profile_ids))):
             rows = await conn.execute(
                 sa.select(
                     computed_trait_values.c.key,

@@ -14,17 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from legato.domain.consent import ConsentChange, ConsentStatus, Suppression, SuppressionReason
 from legato.errors import InvalidInput, NotFound
 from legato.ids import new_id
-from legato.store.database import Database
+from legato.store.database import Database, insert_for, slices
 from legato.store.tables import Id, Json, metadata
-
-#: Rows per statement when a list is spread over IN (...).
-SLICE = 500
 
 consent_records = sa.Table(
     "consent_records",
@@ -83,17 +79,6 @@ class ConsentRecord:
             "at_ms": c.at_ms,
             "evidence": dict(c.evidence),
         }
-
-
-def _insert(conn: AsyncConnection, table: sa.Table) -> Any:
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
-
-
-def _slices(items: Sequence[Any], size: int = SLICE) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def _change(row: Any) -> ConsentChange:
@@ -160,7 +145,7 @@ class ConsentStore:
         """Every consent record of these profiles, oldest first, by profile."""
         found: dict[str, list[ConsentChange]] = defaultdict(list)
         wanted = sorted(set(profile_ids))
-        for part in _slices(wanted):
+        for part in slices(wanted):
             rows = await conn.execute(
                 sa.select(consent_records)
                 .where(
@@ -241,7 +226,7 @@ class ConsentStore:
     ) -> bool:
         """Add an address to the list on the caller's transaction; False if it already was."""
         done = await conn.execute(
-            _insert(conn, suppressions)
+            insert_for(conn, suppressions)
             .values(
                 workspace_id=workspace_id,
                 channel=suppression.channel,
@@ -278,7 +263,7 @@ class ConsentStore:
         """The suppressions among (channel, address key) pairs."""
         wanted = sorted(set(keys))
         found: dict[tuple[str, str], Suppression] = {}
-        for part in _slices(wanted):
+        for part in slices(wanted):
             condition = sa.tuple_(suppressions.c.channel, suppressions.c.address_key).in_(part)
             rows = await conn.execute(
                 sa.select(suppressions).where(

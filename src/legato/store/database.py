@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TextIO
@@ -18,10 +18,28 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from legato.errors import Conflict, InvalidInput
+
+#: Most ids in one IN (...) list (well under SQLite's variable limit).
+SLICE = 500
+
+
+def slices(items: Sequence[Any], size: int = SLICE) -> Iterable[Sequence[Any]]:
+    """`items` in consecutive parts of at most `size` (one statement each)."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def insert_for(conn: AsyncConnection, table: sa.Table) -> Any:
+    """An INSERT of the connection's dialect, which knows ON CONFLICT."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

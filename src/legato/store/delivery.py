@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from legato.domain.delivery import MessageCategory, RecentSend
+from legato.store.database import SLICE, insert_for, slices
 from legato.store.delivery_history import DeliveryHistory
 from legato.store.delivery_rows import (
     ID_CHARS,
@@ -28,7 +29,6 @@ from legato.store.delivery_rows import (
     PRIORITY_TRANSACTIONAL,
     REPLAYABLE,
     SENT_STATUSES,
-    SLICE,
     STATUSES,
     DeliveryRow,
     NewDelivery,
@@ -36,8 +36,6 @@ from legato.store.delivery_rows import (
     deliveries,
     delivery_row,
     delivery_secrets,
-    insert_for,
-    slices,
 )
 
 __all__ = [

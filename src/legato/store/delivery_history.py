@@ -13,15 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from legato.errors import InvalidInput, NotFound
-from legato.store.database import Database
-from legato.store.delivery_rows import (
-    REPLAYABLE,
-    STATUSES,
-    DeliveryRow,
-    deliveries,
-    delivery_row,
-    slices,
-)
+from legato.store.database import Database, slices
+from legato.store.delivery_rows import REPLAYABLE, STATUSES, DeliveryRow, deliveries, delivery_row
 
 
 class DeliveryHistory:

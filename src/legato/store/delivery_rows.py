@@ -9,18 +9,13 @@ Lifecycle (`status`): see `legato.store.delivery`. Holds no queries.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from legato.store.tables import Id, Json, metadata
-
-#: Rows per statement when a list is spread over IN (...).
-SLICE = 500
 
 #: Statuses of a message that reached a provider (counted by frequency caps).
 SENT_STATUSES = ("sent", "delivered", "bounced", "complained")
@@ -168,19 +163,6 @@ class Settlement:
     id: str
     status: str
     values: Mapping[str, Any] = field(default_factory=dict)
-
-
-def insert_for(conn: AsyncConnection, table: sa.Table) -> Any:
-    """The dialect's INSERT (for ON CONFLICT clauses)."""
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
-
-
-def slices(items: Sequence[Any], size: int = SLICE) -> Iterable[Sequence[Any]]:
-    """`items` in parts small enough for one IN (...)."""
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def delivery_row(row: Any) -> DeliveryRow:

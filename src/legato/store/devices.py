@@ -15,10 +15,9 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from legato.store.database import Database
+from legato.store.database import Database, insert_for
 from legato.store.tables import Id, Json, identities, metadata, profiles
 
 webpush_subscriptions = sa.Table(
@@ -65,12 +64,6 @@ def endpoint_hash(endpoint: str) -> str:
     return hashlib.sha256(endpoint.encode()).hexdigest()
 
 
-def _insert(conn: AsyncConnection, table: sa.Table) -> Any:
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
-
-
 class DeviceStore:
     """Registers devices and finds a person's devices through the identity graph."""
 
@@ -90,7 +83,7 @@ class DeviceStore:
         }
         async with self.db.transaction() as conn:
             await conn.execute(
-                _insert(conn, webpush_subscriptions)
+                insert_for(conn, webpush_subscriptions)
                 .values(workspace_id=workspace_id, endpoint_hash=key, created_ms=now_ms, **values)
                 .on_conflict_do_update(
                     index_elements=[
@@ -124,7 +117,7 @@ class DeviceStore:
         }
         async with self.db.transaction() as conn:
             await conn.execute(
-                _insert(conn, push_tokens)
+                insert_for(conn, push_tokens)
                 .values(workspace_id=workspace_id, token=token, created_ms=now_ms, **values)
                 .on_conflict_do_update(
                     index_elements=[push_tokens.c.workspace_id, push_tokens.c.token], set_=values

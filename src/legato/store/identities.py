@@ -22,7 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from legato.domain.identity import USER_ID, Identifier
 from legato.errors import Conflict, NotFound
 from legato.ids import new_id
-from legato.store.profile_state import ProfileStateStore, dialect_insert, slices
+from legato.store.database import insert_for, slices
+from legato.store.profile_state import ProfileStateStore
 from legato.store.tables import events, identities, profile_groups, profile_merges, profiles
 
 #: Merge chains are compressed on every merge; a longer one means a corrupt graph.
@@ -184,7 +185,7 @@ class IdentityStore(ProfileStateStore):
         # executemany + RETURNING (SQLAlchemy's "insertmanyvalues"): one cached statement,
         # batched; rows that hit an existing identifier are not returned.
         statement = (
-            dialect_insert(conn, identities)
+            insert_for(conn, identities)
             .on_conflict_do_nothing()
             .returning(identities.c.kind, identities.c.value)
         )
@@ -264,7 +265,7 @@ class IdentityStore(ProfileStateStore):
         ).all()
         if memberships:
             await conn.execute(
-                dialect_insert(conn, profile_groups)
+                insert_for(conn, profile_groups)
                 .values(
                     [
                         {

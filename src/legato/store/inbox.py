@@ -12,11 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from legato.errors import NotFound
-from legato.store.database import Database
+from legato.store.database import Database, insert_for
 from legato.store.tables import Id, Json, metadata
 
 inbox_messages = sa.Table(
@@ -66,12 +64,6 @@ class InboxMessage:
         }
 
 
-def _insert(conn: AsyncConnection, table: sa.Table) -> Any:
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
-
-
 def _message(row: Any) -> InboxMessage:
     return InboxMessage(
         row.id,
@@ -107,7 +99,7 @@ class InboxStore:
         """Store a message once per id; False when it was already stored (a retried send)."""
         async with self.db.transaction() as conn:
             done = await conn.execute(
-                _insert(conn, inbox_messages)
+                insert_for(conn, inbox_messages)
                 .values(
                     id=message_id,
                     workspace_id=workspace_id,

@@ -9,22 +9,18 @@ is written by `store.runs`, the outbox by `store.outbox`. Decides nothing about 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from legato.errors import Conflict, NotFound
 from legato.store.channels import channels, subscription_topics, templates
-from legato.store.database import Database
+from legato.store.database import Database, insert_for
 from legato.store.segments import computed_traits, segments
 from legato.store.tables import Id, Json, metadata
-
-#: Rows per statement when a list is spread over IN (...).
-SLICE = 500
 
 JourneyKey = sa.String(128)
 NodeIdColumn = sa.String(64)
@@ -199,18 +195,6 @@ class JourneyRow:
     updated_ms: int
 
 
-def _insert(conn: AsyncConnection, table: sa.Table) -> Any:
-    """An INSERT of the connection's dialect, which knows ON CONFLICT."""
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
-
-
-def _slices(items: Sequence[Any], size: int = SLICE) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def _journey_row(row: Any) -> JourneyRow:
     return JourneyRow(
         row.workspace_id,
@@ -293,7 +277,7 @@ class JourneyStore:
         if updated.rowcount:
             return False
         inserted = await conn.execute(
-            _insert(conn, journeys)
+            insert_for(conn, journeys)
             .values(
                 workspace_id=workspace_id,
                 key=key,

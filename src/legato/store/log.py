@@ -20,13 +20,12 @@ from typing import Any, Literal
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from legato.domain.pipeline import LoggedEvent
 from legato.errors import Conflict
 from legato.ids import new_id
-from legato.store.database import Database
+from legato.store.database import Database, insert_for
 from legato.store.tables import events, log_offsets, rejected_messages
 
 #: The `log_offsets.partition` of a worker's heartbeat row.
@@ -80,12 +79,6 @@ _EVENT_COLUMNS = (
 
 
 assert [c.name for c in _EVENT_COLUMNS] == [f.name for f in fields(LoggedEvent)]
-
-
-def _insert(conn: AsyncConnection, table: sa.Table) -> Any:
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
 
 
 class LogConsumer:
@@ -162,7 +155,7 @@ class LogConsumer:
 
     async def _add_partitions(self, conn: AsyncConnection, now_ms: int) -> None:
         await conn.execute(
-            _insert(conn, log_offsets)
+            insert_for(conn, log_offsets)
             .values(
                 [
                     {
@@ -183,7 +176,7 @@ class LogConsumer:
         self, conn: AsyncConnection, owner: str, until: int, now_ms: int
     ) -> None:
         member = self._member(owner)
-        statement = _insert(conn, log_offsets).values(
+        statement = insert_for(conn, log_offsets).values(
             consumer=member,
             partition=MEMBER_PARTITION,
             seq=0,

@@ -23,15 +23,9 @@ from legato.store.conditions_sql import (
     count_matching_profiles,
     matching_profile_ids,
 )
-from legato.store.database import Database
+from legato.store.database import Database, insert_for, slices
 from legato.store.definitions import DefinitionQueries, StoredDefinition
-from legato.store.segments import (
-    computed_trait_values,
-    in_slices,
-    insert_for,
-    segment_members,
-    segment_rechecks,
-)
+from legato.store.segments import computed_trait_values, segment_members, segment_rechecks
 from legato.store.tables import events, identities, profiles
 
 
@@ -69,7 +63,7 @@ class MembershipStore(DefinitionQueries, ComputedValueQueries):
         names = sorted(set(event_names))
         timed = sorted(set(recheck_keys))
         found = {p: Facts() for p in people}
-        for part in in_slices(people):
+        for part in slices(people):
             for profile_id, traits in await conn.execute(
                 sa.select(profiles.c.id, profiles.c.traits).where(profiles.c.id.in_(part))
             ):
@@ -137,7 +131,7 @@ class MembershipStore(DefinitionQueries, ComputedValueQueries):
         """Which of these profiles have no event logged before offset `before_seq`."""
         people = sorted(set(profile_ids))
         seen: set[str] = set()
-        for part in in_slices(people):
+        for part in slices(people):
             # EXISTS stops at the first earlier event (the oldest, in index order): O(1) for a
             # profile with a long history.
             earlier = sa.exists().where(
@@ -154,7 +148,7 @@ class MembershipStore(DefinitionQueries, ComputedValueQueries):
     ) -> dict[str, str]:
         """The user id of each of these profiles that has one."""
         found: dict[str, str] = {}
-        for part in in_slices(sorted(set(profile_ids))):
+        for part in slices(sorted(set(profile_ids))):
             rows = await conn.execute(
                 sa.select(identities.c.profile_id, identities.c.value).where(
                     identities.c.profile_id.in_(part),
@@ -411,7 +405,7 @@ class MembershipStore(DefinitionQueries, ComputedValueQueries):
     ) -> dict[str, str]:
         """identifier value -> live profile id, for one identifier kind."""
         found: dict[str, str] = {}
-        for part in in_slices(sorted(set(values))):
+        for part in slices(sorted(set(values))):
             rows = await conn.execute(
                 sa.select(identities.c.value, identities.c.profile_id).where(
                     identities.c.workspace_id == workspace_id,
@@ -427,7 +421,7 @@ class MembershipStore(DefinitionQueries, ComputedValueQueries):
     ) -> set[str]:
         """Which of these ids are live profiles of the workspace."""
         found: set[str] = set()
-        for part in in_slices(sorted(set(profile_ids))):
+        for part in slices(sorted(set(profile_ids))):
             rows = await conn.execute(
                 sa.select(profiles.c.id).where(
                     profiles.c.workspace_id == workspace_id,

@@ -14,17 +14,13 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from legato.domain.identity import IdentityConfig
 from legato.domain.profiles import ProfileDraft, combine_group_traits
 from legato.errors import NotFound
-from legato.store.database import Database
+from legato.store.database import Database, insert_for, slices
 from legato.store.tables import groups, profile_groups, profiles
-
-#: Rows per statement when a list is spread over IN (...) or multi-row VALUES.
-SLICE = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,19 +83,6 @@ _PG_SAVE_PROFILES = sa.text(
 
 def _or(value: int | None, default: int) -> int:
     return default if value is None else value
-
-
-def slices(items: Sequence[Any], size: int = SLICE) -> Iterable[Sequence[Any]]:
-    """`items` in consecutive parts of at most `size` (one statement each)."""
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def dialect_insert(conn: AsyncConnection, table: sa.Table) -> Any:
-    """An INSERT of the connection's dialect, which knows ON CONFLICT."""
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
 
 
 def _draft(row: Any) -> ProfileDraft:
@@ -299,7 +282,7 @@ class ProfileStateStore:
                 changed_rows,
             )
         await conn.execute(
-            dialect_insert(conn, profile_groups)
+            insert_for(conn, profile_groups)
             .values(
                 [
                     {"workspace_id": workspace_id, "profile_id": p, "group_id": g, "joined_ms": at}

@@ -25,8 +25,9 @@ from legato.domain.profiles import (
     ProfilePage,
 )
 from legato.errors import InvalidInput, NotFound
+from legato.store.database import SLICE
 from legato.store.identities import MAX_MERGE_HOPS, IdentityStore, MergeRecord
-from legato.store.profile_state import SLICE, Activity, GroupCall, ProfileStateStore
+from legato.store.profile_state import Activity, GroupCall, ProfileStateStore
 from legato.store.tables import events, groups, identities, profile_groups, profiles
 
 __all__ = [

@@ -8,19 +8,16 @@ writes nothing. Decides nothing: the composer and the consent service do.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from legato.store.database import Database
+from legato.store.database import Database, slices
 from legato.store.segments import computed_trait_values
 from legato.store.tables import identities, profiles
-
-#: Rows per statement when a list is spread over IN (...).
-SLICE = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,11 +29,6 @@ class Recipient:
     computed: dict[str, Any]
     user_id: str | None
     anonymous_id: str | None
-
-
-def _slices(items: Sequence[Any], size: int = SLICE) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 class RecipientStore:
@@ -59,7 +51,7 @@ class RecipientStore:
                 break
             targets = sorted(set(pending.values()))
             found: dict[str, Any] = {}
-            for part in _slices(targets):
+            for part in slices(targets):
                 for row in await conn.execute(
                     sa.select(profiles.c.id, profiles.c.traits, profiles.c.merged_into).where(
                         profiles.c.workspace_id == workspace_id, profiles.c.id.in_(part)
@@ -80,7 +72,7 @@ class RecipientStore:
         alive = sorted(set(live.values()))
         computed: dict[str, dict[str, Any]] = defaultdict(dict)
         ids: dict[str, dict[str, str]] = defaultdict(dict)
-        for part in _slices(alive):
+        for part in slices(alive):
             for row in await conn.execute(
                 sa.select(
                     computed_trait_values.c.profile_id,

@@ -7,27 +7,20 @@ SQLite and PostgreSQL. Decides nothing about journeys: the runtime does.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from legato.domain.messages import format_instant, partition_for
 from legato.domain.pipeline import INTERNAL
 from legato.domain.profiles import ProfileDraft
+from legato.store.database import insert_for, slices
 from legato.store.events import LOG_LOCK_KEY
-from legato.store.journeys import (
-    SLICE,
-    journey_rollups,
-    outbox,
-    run_listeners,
-    runs,
-    timers,
-)
+from legato.store.journeys import journey_rollups, outbox, run_listeners, runs, timers
 from legato.store.tables import events, profiles
 
 
@@ -88,13 +81,6 @@ class JourneyChanges:
         )
 
 
-def _insert(conn: AsyncConnection, table: sa.Table) -> Any:
-    """An INSERT of the connection's dialect, which knows ON CONFLICT."""
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
-
-
 def _json_text(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
 
@@ -124,11 +110,6 @@ async def _bulk_insert(
             for row in rows
         ],
     )
-
-
-def slices(items: Sequence[Any], size: int = SLICE) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 async def write_changes(conn: AsyncConnection, changes: JourneyChanges, partitions: int) -> None:
@@ -192,7 +173,7 @@ async def write_changes(conn: AsyncConnection, changes: JourneyChanges, partitio
             ],
         )
     if changes.listeners_added:
-        statement = _insert(conn, run_listeners)
+        statement = insert_for(conn, run_listeners)
         statement = statement.on_conflict_do_update(
             index_elements=[c.name for c in run_listeners.primary_key.columns],
             set_={"until_ms": statement.excluded.until_ms},
@@ -217,7 +198,7 @@ async def write_changes(conn: AsyncConnection, changes: JourneyChanges, partitio
         await append_internal(conn, changes.internal_events, partitions)
     counts = sorted((key, n) for key, n in changes.rollups.items() if n)
     if counts:
-        statement = _insert(conn, journey_rollups)
+        statement = insert_for(conn, journey_rollups)
         statement = statement.on_conflict_do_update(
             index_elements=[c.name for c in journey_rollups.primary_key.columns],
             set_={"count": journey_rollups.c.count + statement.excluded.count},
@@ -315,7 +296,7 @@ async def append_internal(
                 "payload": payload,
             }
         )
-    await conn.execute(_insert(conn, events).on_conflict_do_nothing(), rows)
+    await conn.execute(insert_for(conn, events).on_conflict_do_nothing(), rows)
 
 
 def apply_trait_change(draft: ProfileDraft, change: TraitChange) -> None:

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from legato.domain.conditions import EventFact
-from legato.store.database import Database
+from legato.store.database import Database, slices
 from legato.store.journeys import run_listeners, runs, timers
 from legato.store.run_writes import (
     InternalEvent,
@@ -28,7 +28,6 @@ from legato.store.run_writes import (
     TraitChange,
     append_internal,
     apply_trait_change,
-    slices,
     write_changes,
 )
 from legato.store.segments import computed_trait_values, segment_members

@@ -9,12 +9,7 @@ helpers at the end are how the stores of these tables write many rows at once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any
-
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from legato.store.tables import Id, Json, metadata
 
@@ -91,19 +86,3 @@ computed_trait_values = sa.Table(
     sa.Index("ix_computed_trait_values_workspace_profile", "workspace_id", "profile_id"),
     sa.Index("ix_computed_trait_values_due", "due_ms"),
 )
-
-#: Most ids in one IN list (well under SQLite's variable limit).
-SLICE = 500
-
-
-def in_slices(ids: Sequence[str]) -> Iterable[Sequence[str]]:
-    """`ids` cut into lists short enough for one IN (...)."""
-    for start in range(0, len(ids), SLICE):
-        yield ids[start : start + SLICE]
-
-
-def insert_for(conn: AsyncConnection, table: sa.Table) -> Any:
-    """An INSERT of the connection's dialect (for ON CONFLICT clauses)."""
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
