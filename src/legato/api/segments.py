@@ -1,16 +1,19 @@
 """Admin API: segments, computed traits and the condition language's schema.
 
-Routes translate HTTP into calls on `SegmentService` (held by the composition root); they
-never compose SQL. Reads take a viewer key, writes an admin key. An invalid condition is a 422
-whose `path` is the JSON path of the offending node.
+Routes translate HTTP into calls on `SegmentService` (held by the composition root) and, for
+a segment's size over time, on the read-only `store.segment_sizes`; they never compose SQL.
+Reads take a viewer key, writes an admin key. An invalid condition is a 422 whose `path` is the
+JSON path of the offending node.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request, UploadFile
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from legato.api.auth import Admin, Viewer
 from legato.app import Legato
@@ -24,6 +27,7 @@ from legato.runtime.segment_service import (
     SegmentService,
     UploadResult,
 )
+from legato.store.segment_sizes import MAX_SIZE_DAYS, segment_sizes
 
 router = APIRouter(prefix="/api/v1", tags=["segments"])
 
@@ -87,6 +91,71 @@ async def segment_members(
 async def segment_count(request: Request, segment_key: str, key: Viewer) -> dict[str, int]:
     """How many members a segment has."""
     return {"count": await _service(request).count(key.workspace_id, segment_key)}
+
+
+class DaySize(BaseModel):
+    """One UTC day of a segment's size."""
+
+    model_config = ConfigDict(frozen=True)
+
+    day: str = Field(description="The UTC date, YYYY-MM-DD")
+    start_ms: int = Field(description="When the day began (ms since the epoch, UTC)")
+    members: int | None = Field(
+        description="Members when the day ended (today: now); null before the segment existed"
+    )
+    entered: int = Field(description="People who entered during the day")
+    exited: int = Field(description="People who left during the day")
+
+
+class SegmentSizes(BaseModel):
+    """A segment's size over the last `days` UTC days, oldest first, today last."""
+
+    model_config = ConfigDict(frozen=True)
+
+    segment: str
+    created_ms: int
+    now_ms: int
+    days: list[DaySize]
+
+
+@router.get("/segments/{segment_key}/sizes", response_model=SegmentSizes)
+async def segment_size_history(
+    request: Request,
+    segment_key: str,
+    key: Viewer,
+    days: Annotated[
+        int, Query(ge=1, le=MAX_SIZE_DAYS, description="How many days, today included")
+    ] = 30,
+) -> SegmentSizes:
+    """Size over time: one point per UTC day with the members at its end and the entries and
+    exits during it, rebuilt from the logged Segment Entered/Exited events."""
+    legato: Legato = request.app.state.legato
+    info = await _service(request).get_segment(key.workspace_id, segment_key)
+    now_ms = legato.clock.now_ms()
+    async with legato.db.connect() as conn:
+        found = await segment_sizes(
+            conn,
+            key.workspace_id,
+            segment_key,
+            created_ms=info.created_ms,
+            now_ms=now_ms,
+            days=days,
+        )
+    return SegmentSizes(
+        segment=segment_key,
+        created_ms=info.created_ms,
+        now_ms=now_ms,
+        days=[
+            DaySize(
+                day=datetime.fromtimestamp(d.start_ms / 1000, UTC).date().isoformat(),
+                start_ms=d.start_ms,
+                members=d.members,
+                entered=d.entered,
+                exited=d.exited,
+            )
+            for d in found
+        ],
+    )
 
 
 @router.get("/segments/{segment_key}/export.csv")

@@ -1,8 +1,10 @@
 """The demo: a realistic multi-channel retail dataset and the loader behind `legato demo`.
 
-`dataset` invents customers, visits, carts, orders, stock, tickets, calls and NPS answers as
-tracking messages (deterministic for a seed); `loader` puts them into a Legato through its
-ingestion service. Nothing here is used by Legato's own processing.
+`dataset` plays the window day by day through one `timeline`: the `people` it plans, the
+storefront's visits, carts and checkouts (`web`), orders (`commerce`), stock (`inventory`),
+tickets and calls (`support`) and NPS answers (`surveys`), as tracking messages (deterministic
+for a seed); `live` adds the moment after the journeys are published; `loader` puts them into a
+Legato through its ingestion service. Nothing here is used by Legato's own processing.
 """
 
 from legato.demo.dataset import DemoSpec, estimated_messages, generate

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from legato.app import Legato
-from legato.demo.dataset import LAPSED_AFTER_DAYS
+from legato.demo.spec import LAPSED_AFTER_DAYS
 from legato.errors import NotFound
 
 #: The CRM scores leads with "Lead Scored" events; the journey reads the latest score.

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from legato.demo.catalogue import CATEGORY_NAMES
-from legato.demo.dataset import MINUTE_MS, DemoSpec, Message, customer_user_id
+from legato.demo.spec import MINUTE_MS, DemoSpec, Message, customer_user_id
 
 #: How many customers take part in each kind of moment.
 PER_KIND = 3

@@ -1,5 +1,6 @@
-"""Messages as the admin API and CLI see them: the transactional send API, template previews,
-the list of deliveries with their failures and dead letters, and replaying them.
+"""Messages as the admin API and CLI see them: the transactional send API, template previews
+(of saved templates and of unsaved drafts), the list of deliveries with their failures and dead
+letters, and replaying them.
 
 A transactional send is queued like a journey's, at the transactional priority (served before
 bulk traffic) and wakes the worker; its idempotency key (the caller's, or a new one) makes a
@@ -33,6 +34,8 @@ from legato.store.recipients import Recipient, RecipientStore
 RECIPIENT_FIELDS = ("profile_id", "user_id", "email", "phone")
 #: Longest caller-chosen idempotency key.
 MAX_KEY_CHARS = 200
+#: The key a draft template is previewed under when it has none yet.
+DRAFT_KEY = "draft"
 
 
 class Messages:
@@ -149,20 +152,37 @@ class Messages:
     async def preview(
         self,
         workspace_id: str,
-        template: str,
+        template: str | None,
         *,
-        to: Mapping[str, Any],
+        to: Mapping[str, Any] | None,
+        draft: Mapping[str, Any] | None = None,
         data: Mapping[str, Any] | None = None,
         event: Mapping[str, Any] | None = None,
         locale: str | None = None,
     ) -> dict[str, Any]:
         """Render a template for a chosen person, exactly as it would be sent (without link
-        tracking); a rendering error is a 422 naming the field, line and column."""
-        config = await self.config.snapshot(workspace_id)
-        entry = config.template(template)
-        if entry is None:
-            raise NotFound(f"no template {template!r} in this workspace", path="template")
-        profile_id, _ = await self.resolve(workspace_id, to)
+        tracking): the saved `template`, or the unsaved `draft` document, checked and prepared
+        as saving it would (MJML compiled, locales merged, Liquid parsed in the sandbox) and
+        saving nothing; a draft given no `to` is rendered for nobody (it checks the syntax).
+        A syntax or rendering error is a 422 naming the field, line and column."""
+        if draft is not None:
+            body = {"kind": "Template", **draft}
+            body.setdefault("key", template or DRAFT_KEY)
+            # The checks and preparation of saving (`DeliveryConfig.save_template`), unsaved.
+            entry = await self.config._prepare(workspace_id, body)
+            assert entry is not None  # None only for a channel declared in the same file
+            template = entry.key
+        else:
+            if template is None:
+                raise InvalidInput("name a saved template or give a draft", path="template")
+            config = await self.config.snapshot(workspace_id)
+            found = config.template(template)
+            if found is None:
+                raise NotFound(f"no template {template!r} in this workspace", path="template")
+            entry = found
+        profile_id = None
+        if to is not None or draft is None:
+            profile_id, _ = await self.resolve(workspace_id, to or {})
         who: Recipient | None = None
         if profile_id is not None:
             async with self.db.connect() as conn:

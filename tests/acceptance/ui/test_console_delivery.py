@@ -16,7 +16,7 @@ from aiosmtpd.controller import Controller
 from playwright.sync_api import expect
 
 from tests.acceptance.ui.conftest import Browsing, shot
-from tests.acceptance.ui.test_console_ui import send_batch, sign_in, wait_for_profile
+from tests.acceptance.ui.test_console_ui import admin_get, send_batch, sign_in, wait_for_profile
 from tests.conftest import Server, free_port
 from tests.integration.channels.channel_fakes import MailSink
 
@@ -138,7 +138,9 @@ def test_write_a_template_with_liquid_and_preview_it_for_a_person(
     form.locator('input[name="key"]').fill("welcome_email")
     expect(form.locator('select[name="channel"]')).to_have_value("email")
     form.locator('select[name="topic"]').select_option("newsletter")
-    # Email fields, because the channel's provider is SMTP.
+    # Email fields, because the channel's provider is SMTP. While only the subject is written,
+    # the live preview may be told the email needs a body (a 422 in the browser log).
+    browsing.console.expect("status of 422")
     page.get_by_label("Subject").fill("Hi {{ profile.traits.first_name }}")
     expect(page.get_by_label("Body (MJML)")).to_be_visible()
     expect(page.get_by_label("Message", exact=True)).to_have_count(0)
@@ -147,24 +149,41 @@ def test_write_a_template_with_liquid_and_preview_it_for_a_person(
     expect(page.get_by_test_id("liquid-subject").locator(".lq-output")).to_have_text(
         "{{ profile.traits.first_name }}"
     )
-    page.get_by_role("button", name="Save template").click()
-    expect(page).to_have_url(f"{browsing.base_url}/templates/welcome_email")
-    expect(page.get_by_role("heading", level=1, name="welcome_email")).to_be_visible()
 
-    # The server renders it for a chosen person.
+    # Before saving, the server renders the draft for a chosen person as it would be sent...
     page.get_by_label("Identify the person by").select_option("email")
     page.get_by_label("Person", exact=True).fill("dana@deliv.example")
     page.get_by_role("button", name="Render").click()
     expect(page.get_by_test_id("preview-subject")).to_have_text("Hi Dana")
     frame = page.frame_locator('[data-testid="preview-html"]')
     expect(frame.get_by_text("Hello Dana, welcome!")).to_be_visible()
+    # ...and again as the draft changes, with nothing saved.
+    page.get_by_label("Subject").fill("Welcome aboard, {{ profile.traits.first_name }}")
+    expect(page.get_by_test_id("preview-subject")).to_have_text("Welcome aboard, Dana")
+    assert admin_get(delivery.server, "/api/v1/templates/welcome_email").status_code == 404
     shot(page, "30-template-preview", full_page=True)
 
-    # A Liquid syntax error is refused with where it is; the saved version stays.
+    # A Liquid syntax error in the draft shows on its field, with where it is, as you type.
+    browsing.console.expect("status of 422")
+    page.get_by_label("Subject").fill("Hi {% if %}")
+    error = page.locator(".field.has-error .field-error")
+    expect(error).to_contain_text("line 1")
+    expect(page.get_by_test_id("preview-error")).to_contain_text("subject")
+    shot(page, "32-template-live-syntax-error", full_page=True)
+    page.get_by_label("Subject").fill("Hi {{ profile.traits.first_name }}")
+    expect(error).to_have_count(0)
+    expect(page.get_by_test_id("preview-subject")).to_have_text("Hi Dana")
+
+    page.get_by_role("button", name="Save template").click()
+    expect(page).to_have_url(f"{browsing.base_url}/templates/welcome_email")
+    expect(page.get_by_role("heading", level=1, name="welcome_email")).to_be_visible()
+
+    # Saving refuses a Liquid syntax error too (the preview and the save each answer 422);
+    # the saved version stays.
+    browsing.console.expect("status of 422")
     browsing.console.expect("status of 422")
     page.get_by_label("Subject").fill("Hi {% if %}")
     page.get_by_role("button", name="Save template").click()
-    error = page.locator(".field.has-error .field-error")
     expect(error).to_contain_text("line 1")
     shot(page, "31-template-liquid-error", full_page=True)
     with delivery.server.admin() as admin:

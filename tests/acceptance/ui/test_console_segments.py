@@ -1,10 +1,15 @@
 """The Segments page in a real browser: build a segment with the schema-generated condition
-builder, watch the live count, save it and see its members; against a real `legato serve`.
+builder, watch the live count, save it and see its members and its size over time; against a
+real `legato serve`.
 
 Screenshots go to test-artifacts/ui/; the browser log must stay free of errors.
 """
 
 from __future__ import annotations
+
+import re
+import time
+from typing import Any
 
 import pytest
 from playwright.sync_api import expect
@@ -113,3 +118,49 @@ def test_create_a_segment_with_the_builder_and_see_its_count(
     table = page.get_by_test_id("segments-table")
     expect(table.get_by_role("link", name="Pro users")).to_be_visible()
     expect(table).to_contain_text("pro_users")
+
+
+def test_size_over_time_is_drawn_from_logged_entries_and_exits(
+    browsing: Browsing, console_server: Server
+) -> None:
+    def identify(name: str, plan: str, n: int) -> dict[str, Any]:
+        return {
+            "type": "identify",
+            "userId": f"size-{name}",
+            "messageId": f"size-{name}-{n}",
+            "timestamp": f"2026-03-01T09:00:0{n}.000Z",
+            "traits": {"email": f"{name}@size.example", "plan": plan},
+        }
+
+    send_batch(console_server, [identify("dot", "team", 1), identify("eli", "team", 1)])
+    wait_for_profile(console_server, "eli@size.example", 1)
+    with console_server.admin() as admin:
+        made = admin.put(
+            "/api/v1/segments/team_plan",
+            json={"name": "Team plan", "condition": {"trait": "plan", "eq": "team"}},
+        )
+        assert made.status_code == 200, made.text
+        assert made.json()["members"] == 2
+    # After the segment exists: one person comes in, one leaves (each a logged change).
+    send_batch(console_server, [identify("fay", "team", 2), identify("dot", "free", 3)])
+    deadline = time.monotonic() + 20
+    while True:
+        sizes = admin_get(console_server, "/api/v1/segments/team_plan/sizes?days=90").json()
+        today = sizes["days"][-1]
+        if (today["entered"], today["exited"]) == (1, 1):
+            break
+        assert time.monotonic() < deadline, sizes
+        time.sleep(0.2)
+    assert today["members"] == 2
+    assert [d["members"] for d in sizes["days"][:-1]] == [None] * 89
+
+    page = sign_in(browsing, console_server.admin_key, "/segments/team_plan")
+    expect(page.get_by_role("heading", level=1, name="Team plan")).to_be_visible()
+    chart = page.get_by_test_id("segment-sizes").get_by_role("img")
+    expect(chart).to_have_attribute(
+        "aria-label", re.compile(r"^Members at the end of each day since [^:]+: [^,]+ 2$")
+    )
+    summary = page.get_by_test_id("segment-size-summary")
+    expect(summary).to_contain_text("since the segment was created")
+    expect(summary).to_contain_text("1 entered, 1 left")
+    shot(page, "22-segment-size-over-time", full_page=True)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tracemalloc
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -362,6 +363,61 @@ def test_nps_answers_are_scores_from_0_to_10(small_dataset: list[Message]) -> No
     assert len(scores) > 20
     assert all(isinstance(s, int) and 0 <= s <= 10 for s in scores)
     assert len(set(scores)) >= 6
+
+
+#: What the issue asks the demo's history for, as (kind, test of a message).
+HISTORY_KINDS: dict[str, Callable[[Message], bool]] = {
+    "page views": lambda m: m["type"] in {"page", "screen"},
+    "carts": lambda m: m.get("event") == "Product Added",
+    "checkouts": lambda m: m.get("event") == "Checkout Started",
+    "orders with revenue": lambda m: (
+        m.get("event") == "Order Completed" and m["properties"]["revenue"] > 0
+    ),
+    "products with stock": lambda m: (
+        m.get("event") == "Product Stock Updated" and m["properties"]["stock"] >= 0
+    ),
+    "support tickets": lambda m: m.get("event") in {"Ticket Opened", "Ticket Closed"},
+    "contact-centre calls": lambda m: m.get("event") == "Call Completed",
+    "NPS answers": lambda m: m.get("event") == "NPS Submitted",
+}
+
+
+def test_every_kind_of_event_runs_through_the_whole_history(
+    small_dataset: list[Message], small_spec: DemoSpec
+) -> None:
+    # Not only near `now`: each kind happens in every month of the 90 days.
+    thirds = 3
+    span = small_spec.days * DAY_MS // thirds
+    seen: dict[str, set[int]] = {kind: set() for kind in HISTORY_KINDS}
+    for m in small_dataset:
+        third = (ms(m) - small_spec.start_ms) // span
+        for kind, test in HISTORY_KINDS.items():
+            if test(m):
+                seen[kind].add(third)
+    assert {kind: sorted(parts) for kind, parts in seen.items()} == {
+        kind: list(range(thirds)) for kind in HISTORY_KINDS
+    }
+
+
+@pytest.mark.slow
+def test_the_default_dataset_holds_every_kind_and_the_promised_volume() -> None:
+    # The issue's promise for `legato demo` as it runs by default: >=10,000 customers and
+    # >=200,000 events over 90 days, every kind of them there.
+    spec = DemoSpec(now_ms=NOW_MS)
+    counts = dict.fromkeys(HISTORY_KINDS, 0)
+    users: set[str] = set()
+    total = 0
+    for batch in generate(spec, 5_000):
+        total += len(batch)
+        for m in batch:
+            if m["type"] == "identify" and m.get("userId"):
+                users.add(m["userId"])
+            for kind, test in HISTORY_KINDS.items():
+                if test(m):
+                    counts[kind] += 1
+    assert total >= 200_000
+    assert len(users) >= 0.99 * spec.customers
+    assert min(counts.values()) >= 500, counts
 
 
 def test_no_engagement_events_are_invented(small_dataset: list[Message]) -> None:

@@ -1,7 +1,7 @@
 // Segments: the list, the editor (a condition builder generated from the condition language's
 // JSON Schema, with a live count while you edit) and one segment's page (members, size).
 import { useEffect, useMemo, useRef, useState, type FormEvent } from "react";
-import { ApiError, api, get, listFrom } from "../api";
+import { ApiError, api, listFrom } from "../api";
 import { ColumnChart } from "../components/charts";
 import { Icon } from "../components/icons";
 import { Badge, Button, Card, EmptyState, ErrorState, Field, Loading, NotAvailable, PageHeader, formatDate, formatNumber, formatTime } from "../components/ui";
@@ -27,8 +27,6 @@ interface Member {
   profile_id: string;
   entered_ms: number;
 }
-
-const DAY = 86_400_000;
 
 export function SegmentsPage() {
   const { canAdmin } = useSession();
@@ -280,56 +278,34 @@ export function SegmentEditor({ segmentKey }: { segmentKey: string | null }) {
   );
 }
 
-/** Members now, by the day they entered: what the members API can tell about size over time. */
-function entriesByDay(members: Member[], days: number, now: number) {
-  const start = Math.floor(now / DAY) * DAY - (days - 1) * DAY;
-  const counts = new Array<number>(days).fill(0);
-  let before = 0;
-  for (const m of members) {
-    const i = Math.floor((m.entered_ms - start) / DAY);
-    if (i < 0) before++;
-    else if (i < days) counts[i]++;
-  }
-  let running = before;
-  return counts.map((c, i) => {
-    running += c;
-    return { label: formatDate(start + i * DAY).replace(/,? \d{4}$/, ""), value: running };
-  });
+interface DaySize {
+  day: string;
+  start_ms: number;
+  members: number | null;
+  entered: number;
+  exited: number;
 }
 
-const SIZE_PAGES = 10;
+/** How many days of history the chart asks for (`GET /segments/{key}/sizes?days=`). */
+const SIZE_DAYS = 90;
 
-function SizeOverTime({ segmentKey, total }: { segmentKey: string; total: number }) {
-  const [members, setMembers] = useState<Member[] | null>(null);
-  const [error, setError] = useState<ApiError | null>(null);
-  useEffect(() => {
-    let live = true;
-    (async () => {
-      const all: Member[] = [];
-      let cursor: string | null = null;
-      for (let i = 0; i < SIZE_PAGES; i++) {
-        const page: { members: Member[]; next_cursor: string | null } = await get(`/api/v1/segments/${encodeURIComponent(segmentKey)}/members`, { limit: 1000, cursor });
-        all.push(...page.members);
-        cursor = page.next_cursor;
-        if (!cursor) break;
-      }
-      if (live) setMembers(all);
-    })().catch((err: ApiError) => live && setError(err));
-    return () => {
-      live = false;
-    };
-  }, [segmentKey]);
-  if (error) return <ErrorState error={error} />;
-  if (!members) return <Loading label="Reading members…" />;
-  const data = entriesByDay(members, 30, Date.now());
+/** Members at the end of each day, from the segment's logged entries and exits (the sizes API). */
+function SizeOverTime({ segmentKey }: { segmentKey: string }) {
+  const { data, error, loading, reload } = useApi<{ days: DaySize[] }>(`/api/v1/segments/${encodeURIComponent(segmentKey)}/sizes`, { days: SIZE_DAYS });
+  if (loading) return <Loading label="Reading the size history…" />;
+  if (error) return <ErrorState error={error} onRetry={reload} />;
+  const known = (data?.days ?? []).filter((d): d is DaySize & { members: number } => d.members !== null);
+  if (known.length === 0) return <p className="muted">No history yet.</p>;
+  const points = known.map((d) => ({ label: formatDate(d.start_ms).replace(/,? \d{4}$/, ""), value: d.members }));
+  const entered = known.reduce((n, d) => n + d.entered, 0);
+  const exited = known.reduce((n, d) => n + d.exited, 0);
   return (
-    <>
-      <ColumnChart data={data} label="Members by the day they entered, last 30 days" />
-      <p className="muted small">
-        Current members by the day they joined{members.length < total ? ` (the first ${formatNumber(members.length)} of ${formatNumber(total)})` : ""}. People who left are not drawn: the API
-        keeps no size history yet.
+    <div data-testid="segment-sizes">
+      <ColumnChart data={points} label={`Members at the end of each day since ${formatDate(known[0].start_ms)}`} />
+      <p className="muted small" data-testid="segment-size-summary">
+        Members at the end of each day{known.length < SIZE_DAYS ? ` since the segment was created (${formatDate(known[0].start_ms)})` : `, last ${SIZE_DAYS} days`}: {formatNumber(entered)} entered, {formatNumber(exited)} left.
       </p>
-    </>
+    </div>
   );
 }
 
@@ -479,7 +455,7 @@ export function SegmentPage({ segmentKey }: { segmentKey: string }) {
       </div>
       <div className="grid-2">
         <Card title="Size over time">
-          <SizeOverTime segmentKey={segmentKey} total={data.members} />
+          <SizeOverTime key={data.version} segmentKey={segmentKey} />
         </Card>
         <Card title="Condition">
           {data.static ? (

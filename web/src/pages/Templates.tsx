@@ -1,7 +1,8 @@
 // Templates: the list, and the editor — Liquid-highlighted fields chosen by the channel's kind
 // (email: subject, MJML or HTML, text; SMS and WhatsApp: body; push: title, body, link...), and
-// a preview rendered by the server for a person you choose (`POST /templates/{key}/preview`).
-import { useEffect, useState, type FormEvent } from "react";
+// a live preview of the unsaved draft rendered by the server as you type, for a person you
+// choose (`POST /templates/preview`); its syntax errors show on the field they are in.
+import { useEffect, useRef, useState, type FormEvent } from "react";
 import { ApiError, api, listFrom } from "../api";
 import { Icon } from "../components/icons";
 import { LiquidEditor } from "../components/LiquidEditor";
@@ -138,6 +139,28 @@ function errorText(err: ApiError): string {
   return where && !err.message.includes(where) ? `${err.message} (${where})` : err.message;
 }
 
+/** The Template document the editor holds, as saving sends it (only this kind's fields), or the
+ *  problem that keeps it from being one. */
+function documentOf(doc: Doc, fields: Array<{ name: string }>): Doc | ApiError {
+  const body: Doc = { kind: "Template", channel: doc.channel, category: doc.category ?? "marketing" };
+  const key = String(doc.key ?? "").trim();
+  if (key) body.key = key;
+  if (doc.topic) body.topic = doc.topic;
+  for (const f of fields) {
+    const v = doc[f.name];
+    if (v === undefined || v === "") continue;
+    if (f.name === "payload" && typeof v === "string") {
+      try {
+        body.payload = JSON.parse(v);
+      } catch {
+        return new ApiError(422, { message: "The payload is not valid JSON.", path: "payload" }, "");
+      }
+    } else body[f.name] = v;
+  }
+  for (const extra of ["locales", "placement", "expires_after", "reply_to", "data", "whatsapp_template", "event_type"]) if (doc[extra] !== undefined) body[extra] = doc[extra];
+  return body;
+}
+
 export function TemplateEditor({ templateKey }: { templateKey: string | null }) {
   const { canAdmin } = useSession();
   const existing = useApi<Doc>(templateKey ? `/api/v1/templates/${encodeURIComponent(templateKey)}` : null);
@@ -148,6 +171,8 @@ export function TemplateEditor({ templateKey }: { templateKey: string | null }) 
   const [saving, setSaving] = useState(false);
   const [error, setError] = useState<ApiError | null>(null);
   const [saved, setSaved] = useState(0);
+  // What the live preview found wrong with the unsaved draft (shown on its field).
+  const [draftError, setDraftError] = useState<ApiError | null>(null);
 
   useEffect(() => {
     if (seeded) return;
@@ -184,6 +209,7 @@ export function TemplateEditor({ templateKey }: { templateKey: string | null }) 
   const set = (name: string, value: unknown) => setDoc((d) => ({ ...d, [name]: value }));
   const fieldText = (name: string) => (name === "payload" && doc.payload !== undefined && typeof doc.payload !== "string" ? JSON.stringify(doc.payload, null, 2) : String(doc[name] ?? ""));
 
+  const draft = documentOf(doc, fields);
   const save = async (e: FormEvent) => {
     e.preventDefault();
     setError(null);
@@ -192,22 +218,11 @@ export function TemplateEditor({ templateKey }: { templateKey: string | null }) 
       setError(new ApiError(422, { message: "Give the template a key, e.g. welcome_email.", path: "key" }, ""));
       return;
     }
-    // Fields of other channel kinds would be refused or ignored: send only this kind's.
-    const body: Doc = { kind: "Template", key, channel: doc.channel, category: doc.category ?? "marketing" };
-    if (doc.topic) body.topic = doc.topic;
-    for (const f of fields) {
-      const v = doc[f.name];
-      if (v === undefined || v === "") continue;
-      if (f.name === "payload" && typeof v === "string") {
-        try {
-          body.payload = JSON.parse(v);
-        } catch {
-          setError(new ApiError(422, { message: "The payload is not valid JSON.", path: "payload" }, ""));
-          return;
-        }
-      } else body[f.name] = v;
+    if (draft instanceof ApiError) {
+      setError(draft);
+      return;
     }
-    for (const extra of ["locales", "placement", "expires_after", "reply_to", "data", "whatsapp_template", "event_type"]) if (doc[extra] !== undefined) body[extra] = doc[extra];
+    const body: Doc = { ...draft, key };
     setSaving(true);
     try {
       await api("PUT", `/api/v1/templates/${encodeURIComponent(key)}`, { body });
@@ -260,7 +275,7 @@ export function TemplateEditor({ templateKey }: { templateKey: string | null }) 
           </Card>
           <Card title={`${kind} content`}>
             {fields.map((f) => (
-              <LiquidEditor key={`${kind}:${f.name}`} name={f.name} label={f.label} rows={f.rows} hint={f.hint} value={fieldText(f.name)} onChange={(v) => set(f.name, v)} error={error?.body.path === f.name ? errorText(error) : null} />
+              <LiquidEditor key={`${kind}:${f.name}`} name={f.name} label={f.label} rows={f.rows} hint={f.hint} value={fieldText(f.name)} onChange={(v) => set(f.name, v)} error={error?.body.path === f.name ? errorText(error) : draftError?.body.path === f.name ? errorText(draftError) : null} />
             ))}
             {ALL_FIELDS.filter((n) => !fields.some((f) => f.name === n) && doc[n]).length ? (
               <p className="muted small">Fields of other channel kinds are kept out of what is saved.</p>
@@ -284,7 +299,7 @@ export function TemplateEditor({ templateKey }: { templateKey: string | null }) 
             </div>
           ) : null}
         </form>
-        <PreviewPanel templateKey={templateKey} kind={kind} refresh={saved} />
+        <PreviewPanel draft={draft} written={fields.some((f) => fieldText(f.name).trim() !== "")} kind={kind} onProblem={setDraftError} />
       </div>
     </>
   );
@@ -306,88 +321,110 @@ const WHO = [
   { value: "profile_id", label: "Profile ID" },
 ];
 
-function PreviewPanel({ templateKey, kind, refresh }: { templateKey: string | null; kind: string; refresh: number }) {
+/** How long the editor must be still before the draft is rendered again. */
+const PREVIEW_DELAY_MS = 400;
+
+function PreviewPanel({ draft, written, kind, onProblem }: { draft: Doc | ApiError; written: boolean; kind: string; onProblem: (problem: ApiError | null) => void }) {
   const [whoKind, setWhoKind] = useState("user_id");
   const [who, setWho] = useState("");
+  // The person the preview is rendered for, once chosen (null: nobody, which checks the syntax).
+  const [person, setPerson] = useState<Record<string, string> | null>(null);
   const [eventText, setEventText] = useState("");
   const [result, setResult] = useState<Rendered | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
+  const latest = useRef(0);
+  const request = JSON.stringify({ draft: draft instanceof ApiError ? draft.message : draft, written, person, eventText });
 
-  const render = async () => {
-    if (!templateKey || !who.trim()) return;
-    setBusy(true);
-    setError(null);
+  // Render the unsaved draft again whenever it (or the person, or the trigger) changes and the
+  // editor has been still for a moment; an answer to an older request is dropped.
+  useEffect(() => {
+    const ask = ++latest.current;
+    if (!written) {
+      // Nothing written yet: no preview, and no complaint about the fields still empty.
+      setResult(null);
+      setError(null);
+      onProblem(null);
+      return;
+    }
+    if (draft instanceof ApiError) {
+      setResult(null);
+      setError(errorText(draft));
+      onProblem(draft);
+      return;
+    }
     let event: unknown = {};
     if (eventText.trim()) {
       try {
         event = { name: "Preview", properties: JSON.parse(eventText) as unknown };
       } catch {
         setError("The trigger properties are not valid JSON.");
-        setBusy(false);
         return;
       }
     }
-    try {
-      setResult(await api<Rendered>("POST", `/api/v1/templates/${encodeURIComponent(templateKey)}/preview`, { body: { to: { [whoKind]: who.trim() }, event } }));
-    } catch (err) {
-      setResult(null);
-      setError(errorText(err as ApiError));
-    } finally {
-      setBusy(false);
-    }
-  };
-  // Render again after each save, for the person already chosen.
-  useEffect(() => {
-    if (refresh) void render();
-  }, [refresh]);
+    const timer = window.setTimeout(async () => {
+      setBusy(true);
+      try {
+        const rendered = await api<Rendered>("POST", "/api/v1/templates/preview", { body: { template: draft, ...(person ? { to: person } : {}), event } });
+        if (ask !== latest.current) return;
+        setResult(rendered);
+        setError(null);
+        onProblem(null);
+      } catch (err) {
+        if (ask !== latest.current) return;
+        const problem = err as ApiError;
+        setResult(null);
+        setError(errorText(problem));
+        onProblem(problem.status === 422 ? problem : null);
+      } finally {
+        if (ask === latest.current) setBusy(false);
+      }
+    }, PREVIEW_DELAY_MS);
+    return () => window.clearTimeout(timer);
+    // `request` stands for draft, written, person and eventText; onProblem is a state setter.
+  }, [request]);
 
   return (
     <Card title="Preview" className="preview-card">
-      {!templateKey ? (
-        <EmptyState icon="users" title="Save the template to preview it" compact>
-          The server renders the saved template for a person you choose, exactly as it would be sent.
-        </EmptyState>
-      ) : (
-        <>
-          <form
-            className="search-bar"
-            aria-label="Preview for a person"
-            onSubmit={(e) => {
-              e.preventDefault();
-              void render();
-            }}
-          >
-            <label className="sr-only" htmlFor="preview-kind">
-              Identify the person by
-            </label>
-            <select id="preview-kind" className="input search-kind" value={whoKind} onChange={(e) => setWhoKind(e.target.value)}>
-              {WHO.map((w) => (
-                <option key={w.value} value={w.value}>
-                  {w.label}
-                </option>
-              ))}
-            </select>
-            <label className="sr-only" htmlFor="preview-who">
-              Person
-            </label>
-            <input id="preview-who" className="input" value={who} onChange={(e) => setWho(e.target.value)} placeholder="who to render for" />
-            <Button type="submit" tone="primary" icon="play" disabled={busy || !who.trim()}>
-              {busy ? "Rendering…" : "Render"}
-            </Button>
-            <label className="field full">
-              <span className="field-label">Trigger properties (optional JSON)</span>
-              <input className="input mono" value={eventText} onChange={(e) => setEventText(e.target.value)} placeholder='{"order_id": "o-1"}' />
-            </label>
-          </form>
-          {error ? (
-            <p className="notice notice-error" role="alert" data-testid="preview-error">
-              {error}
-            </p>
-          ) : null}
-          {result ? <RenderedView r={result} kind={kind} /> : !error ? <p className="muted small">Choose a person and render: their traits, locale and links are used.</p> : null}
-        </>
-      )}
+      <form
+        className="search-bar"
+        aria-label="Preview for a person"
+        onSubmit={(e) => {
+          e.preventDefault();
+          setPerson(who.trim() ? { [whoKind]: who.trim() } : null);
+        }}
+      >
+        <label className="sr-only" htmlFor="preview-kind">
+          Identify the person by
+        </label>
+        <select id="preview-kind" className="input search-kind" value={whoKind} onChange={(e) => setWhoKind(e.target.value)}>
+          {WHO.map((w) => (
+            <option key={w.value} value={w.value}>
+              {w.label}
+            </option>
+          ))}
+        </select>
+        <label className="sr-only" htmlFor="preview-who">
+          Person
+        </label>
+        <input id="preview-who" className="input" value={who} onChange={(e) => setWho(e.target.value)} placeholder="who to render for" />
+        <Button type="submit" tone="primary" icon="play">
+          Render
+        </Button>
+        <label className="field full">
+          <span className="field-label">Trigger properties (optional JSON)</span>
+          <input className="input mono" value={eventText} onChange={(e) => setEventText(e.target.value)} placeholder='{"order_id": "o-1"}' />
+        </label>
+      </form>
+      <p className="muted small" role="status" data-testid="preview-state">
+        {busy ? "Rendering…" : written ? `The unsaved draft as it would be sent, rendered by the server as you type${person ? "" : ", for nobody yet: choose a person to use their traits, locale and links"}.` : "Write the content: the preview follows as you type."}
+      </p>
+      {error ? (
+        <p className="notice notice-error" role="alert" data-testid="preview-error">
+          {error}
+        </p>
+      ) : null}
+      {result ? <RenderedView r={result} kind={kind} /> : null}
     </Card>
   );
 }
