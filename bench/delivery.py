@@ -9,8 +9,10 @@ same sink in the same run. SMTP to a local aiosmtpd server is measured the same 
 The HTTP sink (uvicorn, uvloop, httptools, answering 200) and the SMTP sink (aiosmtpd) run in
 their own processes. Legato runs its real `DeliveryWorker` on the real database with a webhook
 channel pointed at the sink; the baseline posts each rendered payload with the same
-`OutboundClient` and concurrency, signing nothing and writing nothing. The sinks' counts are
-checked against the messages sent. Not part of the test suite: CI never fails on speed.
+`OutboundClient` and concurrency, signing nothing and writing nothing. Both run in one uvloop
+event loop, as `legato serve` runs its workers (`--loop asyncio` for the standard one). The
+sinks' counts are checked against the messages sent. Not part of the test suite: CI never
+fails on speed.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import tempfile
 import textwrap
 import time
 import uuid
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -421,6 +424,7 @@ def main() -> None:
     parser.add_argument("--people", type=int, default=5_000)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
@@ -437,17 +441,22 @@ def main() -> None:
         wait_port(smtp_port)
         sink_url = f"http://127.0.0.1:{http_port}"
         targets = ["sqlite", "postgres"] if args.db == "both" else [args.db]
+        run: Callable[[Coroutine[Any, Any, None]], None] = asyncio.run
+        if args.loop == "uvloop":
+            import uvloop
+
+            run = uvloop.run
         for target in targets:
             if target == "postgres" and not pg_reachable():
                 print("postgres: not reachable, skipped")
                 continue
             print(
                 f"{target}: {args.messages} webhook sends to {args.people} people, "
-                f"batch {args.batch}, concurrency {args.concurrency}"
+                f"batch {args.batch}, concurrency {args.concurrency}, {args.loop} loop"
             )
             if target == "sqlite":
                 url = f"sqlite:///{folder / 'bench.db'}"
-                asyncio.run(run_one(url, args, sink_url, (smtp_port, smtp_count)))
+                run(run_one(url, args, sink_url, (smtp_port, smtp_count)))
                 continue
             import psycopg
 
@@ -456,7 +465,7 @@ def main() -> None:
                 conn.execute(f'CREATE DATABASE "{name}"')
             try:
                 url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-                asyncio.run(run_one(url, args, sink_url, (smtp_port, smtp_count)))
+                run(run_one(url, args, sink_url, (smtp_port, smtp_count)))
             finally:
                 with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
                     conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

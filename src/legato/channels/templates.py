@@ -476,6 +476,8 @@ class TemplateRenderer:
         return value
 
     def _render(self, source: str, scope: dict[str, Any], path: str, html: bool) -> str:
+        if "{" not in source:
+            return source  # no Liquid markup (every tag and output starts with "{")
         try:
             template = self._parsed(source, html)
             return template.render(scope)

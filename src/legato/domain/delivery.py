@@ -9,6 +9,7 @@ caller passes `now_ms`), no store, no network.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -317,9 +318,9 @@ class FrequencyCap(BaseModel):
             raise ValueError("window must be longer than zero")
         return value
 
-    @property
+    @functools.cached_property
     def window_ms(self) -> int:
-        """The window in milliseconds."""
+        """The window in milliseconds (parsed once: the gate asks for every message)."""
         return parse_duration_ms(self.window)
 
 

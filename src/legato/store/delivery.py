@@ -13,10 +13,12 @@ Decides nothing: `legato.runtime.delivery` does.
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -164,8 +166,8 @@ class DeliveryStore(DeliveryHistory):
     async def settle(
         self, conn: AsyncConnection, claim: str, settlements: Sequence[Settlement], now_ms: int
     ) -> int:
-        """Apply decisions to rows this claim still holds (one statement per shape of
-        decision); returns how many rows were no longer held by it."""
+        """Apply decisions to rows this claim still holds (one multi-row statement per shape
+        of decision); returns how many rows were no longer held by it."""
         groups: dict[tuple[str, tuple[str, ...]], list[Settlement]] = defaultdict(list)
         for item in settlements:
             groups[(item.status, tuple(sorted(item.values)))].append(item)
@@ -174,17 +176,9 @@ class DeliveryStore(DeliveryHistory):
             fixed: dict[str, Any] = {"status": status, "updated_ms": now_ms}
             if status not in {"claimed", "sending"}:
                 fixed.update(claim=None, lease_until_ms=None)
-            statement = (
-                deliveries.update()
-                .where(deliveries.c.id == sa.bindparam("b_id"), deliveries.c.claim == claim)
-                .values(**fixed, **{c: sa.bindparam(f"b_{c}") for c in columns})
-            )
-            params = [
-                {"b_id": item.id, **{f"b_{c}": item.values[c] for c in columns}} for item in items
-            ]
-            done = await conn.execute(statement, params)
-            if done.rowcount is not None and 0 <= done.rowcount < len(items):
-                lost += len(items) - done.rowcount
+            rows = [(item.id, *(item.values[c] for c in columns)) for item in items]
+            done = await _update_rows(conn, columns, rows, fixed, claim)
+            lost += len(items) - len(done)
         return lost
 
     async def mark_sending(
@@ -199,38 +193,10 @@ class DeliveryStore(DeliveryHistory):
         their outcome is unknown until recorded, so a crash leaves them `sending` (with the
         address, for whoever checks a dead letter). Returns the ids this claim still held
         (only those may be sent)."""
-        statement = (
-            deliveries.update()
-            .where(
-                deliveries.c.id == sa.bindparam("b_id"),
-                deliveries.c.claim == claim,
-                # (no IN here: executemany cannot expand it)
-                sa.or_(deliveries.c.status == "claimed", deliveries.c.status == "sending"),
-            )
-            .values(
-                status="sending",
-                kind=sa.bindparam("b_kind"),
-                address=sa.bindparam("b_address"),
-                lease_until_ms=lease_until_ms,
-                updated_ms=now_ms,
-            )
+        fixed = {"status": "sending", "lease_until_ms": lease_until_ms, "updated_ms": now_ms}
+        return await _update_rows(
+            conn, ("kind", "address"), rows, fixed, claim, statuses=("claimed", "sending")
         )
-        if rows:
-            await conn.execute(
-                statement,
-                [{"b_id": i, "b_kind": k, "b_address": a} for i, k, a in rows],
-            )
-        held: set[str] = set()
-        for part in slices([row[0] for row in rows]):
-            found = await conn.execute(
-                sa.select(deliveries.c.id).where(
-                    deliveries.c.id.in_(part),
-                    deliveries.c.claim == claim,
-                    deliveries.c.status == "sending",
-                )
-            )
-            held.update(found.scalars())
-        return held
 
     async def recover(
         self, now_ms: int, *, resend_kinds: Iterable[str] = (), everything: bool = False
@@ -333,3 +299,72 @@ class DeliveryStore(DeliveryHistory):
                 sa.select(delivery_secrets.c.value).where(delivery_secrets.c.name == name)
             )
         return str(value)
+
+
+#: Rows per multi-row statement on SQLite (its limit on bound variables is far above this).
+_SQLITE_ROWS = 256
+
+
+async def _update_rows(
+    conn: AsyncConnection,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    fixed: Mapping[str, Any],
+    claim: str,
+    *,
+    statuses: Sequence[str] = (),
+) -> set[str]:
+    """Set `fixed` and, per row (id, *values), `columns` on the deliveries `claim` holds (and,
+    if given, whose status is in `statuses`), in one statement per database (a few on SQLite
+    for big batches); returns the ids updated.
+
+    A single statement instead of one per row: with `executemany` the driver hands the GIL
+    back and forth with the event loop once per row, which made these writes the slowest
+    part of a wave while the loop was busy with provider calls."""
+    if not rows:
+        return set()
+    names = ("id", *columns)
+    unknown = {*names, *fixed} - set(deliveries.c.keys())
+    if unknown:  # names are spliced into the SQL: only the table's own columns
+        raise ValueError(f"not columns of deliveries: {sorted(unknown)}")
+    postgres = conn.dialect.name == "postgresql"
+    mark = "%s" if postgres else "?"
+    table = deliveries.name
+    assignments = [f"{name} = {mark}" for name in fixed]
+    assignments += [f"{name} = v.{name}" for name in columns]
+    where = f"{table}.id = v.id AND {table}.claim = {mark}"
+    if statuses:
+        where += f" AND {table}.status IN ({', '.join(mark for _ in statuses)})"
+    tail = (
+        f"UPDATE {table} SET {', '.join(assignments)} "  # noqa: S608 (column names checked)
+        f"FROM v WHERE {where} RETURNING {table}.id"
+    )
+    params = (*fixed.values(), claim, *statuses)
+    updated: set[str] = set()
+    if postgres:
+        fields = ", ".join(f"{name} {_pg_type(name)}" for name in names)
+        source = f"SELECT * FROM jsonb_to_recordset(%s::jsonb) AS r({fields})"  # noqa: S608
+        statement = f"WITH v AS ({source}) {tail}"
+        payload = orjson.dumps([dict(zip(names, row, strict=True)) for row in rows]).decode()
+        result = await conn.exec_driver_sql(statement, (payload, *params))
+        updated.update(row[0] for row in result)
+        return updated
+    marks = "(" + ", ".join("?" for _ in names) + ")"
+    for start in range(0, len(rows), _SQLITE_ROWS):
+        part = rows[start : start + _SQLITE_ROWS]
+        values = ", ".join([marks] * len(part))
+        statement = f"WITH v ({', '.join(names)}) AS (VALUES {values}) {tail}"
+        flat = tuple(itertools.chain.from_iterable(part))
+        result = await conn.exec_driver_sql(statement, (*flat, *params))
+        updated.update(row[0] for row in result)
+    return updated
+
+
+def _pg_type(name: str) -> str:
+    """The PostgreSQL type of a deliveries column, for reading it out of JSON."""
+    kind = deliveries.c[name].type
+    if isinstance(kind, sa.BigInteger):
+        return "bigint"
+    if isinstance(kind, sa.Integer):
+        return "integer"
+    return "text"
