@@ -14,7 +14,8 @@ traits with an email, a few people join groups. Then it times, on the same rows:
 
 It prints both rates, their ratio, and the CPU time of this process per event (all its
 threads; PostgreSQL's own CPU is not counted) — the figure other load on the machine moves
-least — then checks that every event was counted once. Like `legato serve` and `legato worker`,
+least — and the difference, what the two stages alone cost; then it checks that every event
+was counted once. Like `legato serve` and `legato worker`,
 it freezes what start-up built out of the cyclic GC's reach and collects less often
 (`--no-gc-freeze` to measure without).
 Not part of the test suite: CI never fails on speed.
@@ -244,6 +245,8 @@ def main() -> None:
             f"  {result['baseline_cpu_us']:6.0f} us CPU/event\n"
             f"  pipeline (identity + profile):  {result['pipeline_eps']:>9,.0f} events/s"
             f"  {result['pipeline_cpu_us']:6.0f} us CPU/event  = {ratio:.2f} x baseline\n"
+            f"  the two stages alone:"
+            f"  {result['pipeline_cpu_us'] - result['baseline_cpu_us']:37.0f} us CPU/event\n"
             f"  {result['profiles']:,.0f} live profiles, {result['merges']:,.0f} merges; "
             "every event counted once"
         )

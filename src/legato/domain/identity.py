@@ -13,9 +13,11 @@ Pure: no I/O, no clock. The runtime loads the part of the graph a chunk touches 
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import phonenumbers
 
@@ -43,12 +45,8 @@ class Identifier(NamedTuple):
         return f"{self.kind}={self.value}"
 
 
-@dataclass(frozen=True, slots=True)
-class IdentityConfig:
-    """Which traits identify a person, and how phone numbers without a country code read."""
-
-    trait_keys: tuple[str, ...] = (EMAIL, PHONE)
-    default_phone_region: str = "US"
+#: Whitespace as `str.isspace` sees it (`\s` of a str pattern is the same class).
+_SPACE = re.compile(r"\s")
 
 
 def normalise_email(raw: object) -> str | None:
@@ -57,7 +55,7 @@ def normalise_email(raw: object) -> str | None:
         return None
     value = raw.strip().lower()
     local, at, domain = value.rpartition("@")
-    if not at or not local or not domain or any(c.isspace() for c in value):
+    if not at or not local or not domain or _SPACE.search(value):
         return None
     return value if len(value) <= MAX_VALUE_LENGTH else None
 
@@ -72,13 +70,30 @@ def normalise_phone(raw: object, region: str = "US") -> str | None:
     text = str(raw).strip()
     if not text or len(text) > 64:
         return None
+    return _e164(text, region.upper())
+
+
+@functools.lru_cache(maxsize=8192)
+def _e164(text: str, region: str) -> str | None:
+    # Parsing a number costs tens of microseconds, and people send the same one again and
+    # again (every identify call): remembered, as the answer depends on the text alone.
     try:
-        number = phonenumbers.parse(text, region.upper())
+        number = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException:
         return None
     if not phonenumbers.is_possible_number(number):
         return None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalise_opaque(raw: object) -> str | None:
+    """A userId or anonymousId as stored: the non-empty string itself, else None.
+
+    Ids are opaque and case-sensitive: SDKs send them back exactly as they made them.
+    """
+    if isinstance(raw, str) and raw and len(raw) <= MAX_VALUE_LENGTH:
+        return raw
+    return None
 
 
 def normalise_external(raw: object) -> str | None:
@@ -93,28 +108,46 @@ def normalise_external(raw: object) -> str | None:
     return None
 
 
-def normalise(kind: str, raw: object, config: IdentityConfig) -> str | None:
-    """The stored form of an identifier of `kind`, or None when `raw` cannot be one."""
+def _normaliser(kind: str, region: str) -> Callable[[object], str | None]:
+    """The function that gives the stored form of an identifier of `kind`."""
     if kind == EMAIL:
-        return normalise_email(raw)
+        return normalise_email
     if kind == PHONE:
-        return normalise_phone(raw, config.default_phone_region)
+        return functools.partial(normalise_phone, region=region)
     if kind in (USER_ID, ANONYMOUS_ID):
-        # Ids are opaque and case-sensitive: SDKs send them back exactly as they made them.
-        if isinstance(raw, str) and raw and len(raw) <= MAX_VALUE_LENGTH:
-            return raw
-        return None
-    return normalise_external(raw)
+        return normalise_opaque
+    return normalise_external
 
 
 @dataclass(frozen=True, slots=True)
-class MessageIdentifiers:
+class IdentityConfig:
+    """Which traits identify a person, and how phone numbers without a country code read."""
+
+    trait_keys: tuple[str, ...] = (EMAIL, PHONE)
+    default_phone_region: str = "US"
+    #: (trait key, its normaliser) for each of `trait_keys`, chosen once.
+    readers: tuple[tuple[str, Callable[[object], str | None]], ...] = field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        readers = tuple((k, _normaliser(k, self.default_phone_region)) for k in self.trait_keys)
+        object.__setattr__(self, "readers", readers)
+
+
+def normalise(kind: str, raw: object, config: IdentityConfig) -> str | None:
+    """The stored form of an identifier of `kind`, or None when `raw` cannot be one."""
+    return _normaliser(kind, config.default_phone_region)(raw)
+
+
+class MessageIdentifiers(NamedTuple):
     """The identifiers one message carries.
 
     `user_id` anchors the message: the event always lands on that user's profile. `others` are
     in priority order (anonymousId first, then trait keys in configured order): when two of them
     belong to profiles of different users, the first one wins. `alias_previous` is an alias's
-    previousId, which may be either an earlier userId or an anonymousId.
+    previousId, which may be either an earlier userId or an anonymousId. A named tuple: one is
+    made for every event the pipeline reads.
     """
 
     user_id: str | None = None
@@ -138,49 +171,44 @@ class MessageIdentifiers:
         return tuple(found)
 
 
-def _trait_sources(event: LoggedEvent) -> list[Mapping[str, Any]]:
-    payload = event.payload
-    sources: list[Mapping[str, Any]] = []
-    # Identify traits describe the person (context.traits already folded in by ingestion);
-    # a group call's traits describe the group, never the person.
-    if event.type == "identify" and isinstance(payload.get("traits"), dict):
-        sources.append(payload["traits"])
-    context = payload.get("context")
-    if isinstance(context, dict) and isinstance(context.get("traits"), dict):
-        sources.append(context["traits"])
-    return sources
+#: What an internal event, or a message naming nobody, carries.
+NOBODY = MessageIdentifiers()
 
 
 def identifiers_of(event: LoggedEvent, config: IdentityConfig) -> MessageIdentifiers:
     """The normalised identifiers of a logged message (none for internal events)."""
-    if event.type == INTERNAL:
-        return MessageIdentifiers()
-    user_id = normalise(USER_ID, event.user_id, config)
-    others: list[Identifier] = []
-    seen: set[Identifier] = set()
-
-    def add(kind: str, raw: object) -> None:
-        value = normalise(kind, raw, config)
-        if value is None:
-            return
-        identifier = Identifier(kind, value)
-        if identifier not in seen:
-            seen.add(identifier)
-            others.append(identifier)
-
-    add(ANONYMOUS_ID, event.anonymous_id)
-    sources = _trait_sources(event)
-    for key in config.trait_keys:
+    kind = event.type
+    if kind == INTERNAL:
+        return NOBODY
+    user_id = normalise_opaque(event.user_id)
+    anonymous_id = normalise_opaque(event.anonymous_id)
+    others: list[Identifier] = (
+        [] if anonymous_id is None else [Identifier(ANONYMOUS_ID, anonymous_id)]
+    )
+    payload = event.payload
+    # Identify traits describe the person (context.traits already folded in by ingestion);
+    # a group call's traits describe the group, never the person.
+    traits = payload.get("traits") if kind == "identify" else None
+    context = payload.get("context")
+    context_traits = context.get("traits") if isinstance(context, dict) else None
+    sources = [s for s in (traits, context_traits) if isinstance(s, dict) and s]
+    for key, read in config.readers if sources else ():
         for source in sources:
             if key in source:
-                add(key, source[key])
+                value = read(source[key])
+                if value is not None:
+                    identifier = Identifier(key, value)
+                    if identifier not in others:
+                        others.append(identifier)
                 break
     previous = None
-    if event.type == "alias":
-        previous = normalise(USER_ID, event.payload.get("previousId"), config)
+    if kind == "alias":
+        previous = normalise_opaque(payload.get("previousId"))
         if previous is not None and previous == user_id:
             previous = None
-    return MessageIdentifiers(user_id=user_id, others=tuple(others), alias_previous=previous)
+    if user_id is None and not others and previous is None:
+        return NOBODY
+    return MessageIdentifiers(user_id, tuple(others), previous)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,9 +229,8 @@ class Merge:
     via: Identifier
 
 
-@dataclass(frozen=True, slots=True)
-class Resolution:
-    """What resolving one message decided."""
+class Resolution(NamedTuple):
+    """What resolving one message decided (a named tuple: one is made for every message)."""
 
     profile_id: str | None
     created: bool = False
@@ -230,8 +257,31 @@ class IdentityGraph:
 
     @classmethod
     def of(cls, owners: Mapping[Identifier, str], user_ids: Mapping[str, str]) -> IdentityGraph:
-        """A graph from stored owners (identifier → live profile) and profile → user id."""
-        return cls(owners=dict(owners), user_ids=dict(user_ids))
+        """A graph from stored owners (identifier → live profile) and profile → user id.
+
+        The owner of a userId holds that user id: `user_ids` need only name the others (see
+        `unvetted`).
+        """
+        users = {p: value for (kind, value), p in owners.items() if kind == USER_ID}
+        users.update(user_ids)
+        return cls(owners=dict(owners), user_ids=users)
+
+    def unvetted(self, all_ids: Iterable[MessageIdentifiers]) -> set[str]:
+        """Profiles whose user id resolving `all_ids` may consult and the graph doesn't know.
+
+        Only messages that the graph does not already settle (every identifier on one profile)
+        look at user ids, and only those of the owners of their identifiers; merges and claims
+        within the chunk keep the graph's user ids up to date from there on.
+        """
+        unknown: set[str] = set()
+        for ids in set(all_ids):
+            if ids.alias_previous is None and self._settled(ids) is not None:
+                continue
+            for identifier in ids.lookups():
+                owner = self.owners.get(identifier)
+                if owner is not None and owner not in self.user_ids:
+                    unknown.add(owner)
+        return unknown
 
     def canonical(self, profile_id: str) -> str:
         """The live profile `profile_id` ended up in after this graph's merges."""
@@ -246,8 +296,10 @@ class IdentityGraph:
 
     def resolve(self, ids: MessageIdentifiers, fresh_id: Callable[[], str]) -> Resolution:
         """Decide which profile a message belongs to; `fresh_id()` names a new one if needed."""
-        if ids.is_empty:
-            return Resolution(profile_id=None)
+        if ids.alias_previous is None:
+            settled = self._settled(ids)
+            if settled is not None:
+                return Resolution(settled or None)
         ordered: list[Identifier] = []
         if ids.user_id is not None:
             ordered.append(Identifier(USER_ID, ids.user_id))
@@ -322,6 +374,27 @@ class IdentityGraph:
             refused=tuple(refused),
         )
 
+    def _settled(self, ids: MessageIdentifiers) -> str | None:
+        """The profile already owning every identifier of `ids` ("" if there are none), or
+        None when resolving it could change the graph (the common case made cheap: most
+        messages come from someone the graph knows, with identifiers it knows)."""
+        found = ""
+        if ids.user_id is not None:
+            # A plain tuple finds an Identifier key (named tuples hash and compare as tuples).
+            owner = self.owners.get((USER_ID, ids.user_id))  # type: ignore[call-overload]
+            if owner is None:
+                return None
+            found = self.canonical(owner)
+        for identifier in ids.others:
+            owner = self.owners.get(identifier)
+            if owner is None:
+                return None
+            owner = self.canonical(owner)
+            if found and owner != found:
+                return None
+            found = owner
+        return found
+
     def final_claims(self) -> dict[Identifier, str]:
         """Identifiers claimed in this graph, each with the live profile it ended up on."""
         return {identifier: self.canonical(p) for identifier, p in self.claims.items()}
@@ -329,4 +402,7 @@ class IdentityGraph:
 
 def lookups_of(all_ids: Iterable[MessageIdentifiers]) -> list[Identifier]:
     """Every identifier a chunk needs to look up, each once, in a stable order."""
-    return sorted({identifier for ids in all_ids for identifier in ids.lookups()})
+    wanted: set[Identifier] = set()
+    for ids in set(all_ids):  # the same person's messages mostly carry the same identifiers
+        wanted.update(ids.lookups())
+    return sorted(wanted)

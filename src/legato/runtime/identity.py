@@ -16,6 +16,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from legato.domain.identity import (
+    NOBODY,
     IdentityConfig,
     IdentityGraph,
     MessageIdentifiers,
@@ -57,18 +58,29 @@ class IdentityStage:
         self, conn: AsyncConnection, workspace_id: str, batch: list[ResolvedEvent]
     ) -> None:
         now_ms = self.clock.now_ms()
-        found = [identifiers_of(item.row, self.config) for item in batch]
+        config = self.config
+        found = [identifiers_of(item.row, config) for item in batch]
         graph = await self._load(conn, workspace_id, found, batch)
         decisions: list[Resolution | None] = []
         born_at: dict[str, int] = {}
+        records: list[MergeRecord] = []
+        causes: list[ResolvedEvent] = []
         for item, ids in zip(batch, found, strict=True):
-            if ids.is_empty:
+            if ids is NOBODY:
                 decisions.append(None)
                 continue
             resolved = graph.resolve(ids, new_id)
             decisions.append(resolved)
             if resolved.created and resolved.profile_id is not None:
                 born_at[resolved.profile_id] = item.row.timestamp_ms
+            if resolved.merges:
+                item.merged_from = tuple(m.loser for m in resolved.merges)
+                for merge in resolved.merges:
+                    reason = f"{item.row.type}:{merge.via.kind}"
+                    records.append(
+                        MergeRecord(merge.loser, merge.survivor, reason, item.row.message_id)
+                    )
+                    causes.append(item)
             for refusal in resolved.refused:
                 log.info(
                     "identity not linked",
@@ -78,22 +90,6 @@ class IdentityStage:
                 )
 
         await self.store.create(conn, workspace_id, sorted(born_at.items()), now_ms)
-        records: list[MergeRecord] = []
-        causes: list[ResolvedEvent] = []
-        for item, decision in zip(batch, decisions, strict=True):
-            if decision is None or not decision.merges:
-                continue
-            item.merged_from = tuple(m.loser for m in decision.merges)
-            for merge in decision.merges:
-                records.append(
-                    MergeRecord(
-                        merge.loser,
-                        merge.survivor,
-                        f"{item.row.type}:{merge.via.kind}",
-                        item.row.message_id,
-                    )
-                )
-                causes.append(item)
         changed = await self.store.merge_all(conn, workspace_id, records, now_ms)
         for item, keys in zip(causes, changed, strict=True):
             if keys:
@@ -103,14 +99,19 @@ class IdentityStage:
         preset = [i.row.profile_id for i in batch if i.row.profile_id is not None]
         live = await self.store.live(conn, workspace_id, preset) if preset else {}
         assignments: list[tuple[int, str]] = []
+        canonical = graph.canonical
         for item, decision in zip(batch, decisions, strict=True):
+            row = item.row
             if decision is not None and decision.profile_id is not None:
-                item.profile_id = graph.canonical(decision.profile_id)
-            elif item.row.profile_id is not None:
+                profile_id = canonical(decision.profile_id)
+            elif row.profile_id is not None:
                 # Internal events arrive with their profile; it may have been merged since.
-                item.profile_id = graph.canonical(live[item.row.profile_id])
-            if item.profile_id is not None and item.profile_id != item.row.profile_id:
-                assignments.append((item.row.seq, item.profile_id))
+                profile_id = canonical(live[row.profile_id])
+            else:
+                continue
+            item.profile_id = profile_id
+            if profile_id != row.profile_id:
+                assignments.append((row.seq, profile_id))
         await self.store.set_event_profiles(conn, assignments)
 
     async def _load(
@@ -125,7 +126,8 @@ class IdentityStage:
         Owners are read, then locked. Identifiers move between profiles only by merges, which
         lock both profiles and mark the loser `merged_into`: if a locked profile turns out
         merged, the owners are read again (and the new ones locked) until none moved. User ids
-        are read under the locks. On SQLite the transaction already excludes every other writer.
+        are read under the locks, of the profiles whose user id the decisions may consult and
+        the owners do not show. On SQLite the transaction already excludes every other writer.
         """
         wanted = lookups_of(found)
         locked: set[str] = set()
@@ -141,8 +143,10 @@ class IdentityStage:
                 if moved or len(merged_into) != len(fresh):
                     extra |= moved
                     continue
-            user_ids = await self.store.user_ids(conn, workspace_id, needed)
-            return IdentityGraph.of(owners, user_ids)
+            graph = IdentityGraph.of(owners, {})
+            unknown = graph.unvetted(found)
+            graph.user_ids.update(await self.store.user_ids(conn, workspace_id, unknown))
+            return graph
         raise Conflict(
             "the identity graph kept changing under concurrent merges", workspace_id=workspace_id
         )

@@ -16,15 +16,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from legato.domain.identity import USER_ID, Identifier
+from legato.domain.identity import Identifier
 from legato.errors import Conflict, NotFound
 from legato.ids import new_id
-from legato.store.database import insert_for, slices
-from legato.store.profile_state import ProfileStateStore
-from legato.store.tables import events, identities, profile_groups, profile_merges, profiles
+from legato.store.profile_state import (
+    JOIN_GROUP,
+    ProfileStateStore,
+    Sql,
+    driver_rows,
+    driver_write,
+    json_text,
+)
 
 #: Merge chains are compressed on every merge; a longer one means a corrupt graph.
 MAX_MERGE_HOPS = 32
@@ -40,22 +44,88 @@ class MergeRecord:
     message_id: str | None
 
 
-_PG_OWNERS = sa.text(
-    "SELECT i.kind, i.value, i.profile_id FROM identities AS i"
-    " JOIN unnest(CAST(:kinds AS text[]), CAST(:vals AS text[])) AS u(kind, value)"
-    " ON i.kind = u.kind AND i.value = u.value"
-    " WHERE i.workspace_id = :ws"
+# Statements run by the driver (see `store.profile_state`), lists of values in one JSON
+# parameter.
+_OWNERS = Sql(
+    "SELECT i.kind, i.value, i.profile_id FROM json_each(?) AS j CROSS JOIN identities AS i"
+    " ON i.workspace_id = ? AND i.kind = json_extract(j.value, '$[0]')"
+    " AND i.value = json_extract(j.value, '$[1]')",
+    "SELECT i.kind, i.value, i.profile_id FROM jsonb_array_elements(%s::jsonb) AS j(r)"
+    " JOIN identities AS i ON i.workspace_id = %s AND i.kind = j.r->>0 AND i.value = j.r->>1",
 )
-# Bulk writes on PostgreSQL: arrays unnested into one UPDATE (executemany is a round trip a row).
-# The seq range bounds the join to the chunk's stretch of the primary key: without it the
-# planner hashed the whole events table on every chunk (seen with EXPLAIN ANALYZE).
-_PG_SET_EVENT_PROFILES = sa.text(
-    "UPDATE events SET profile_id = u.pid"
-    " FROM unnest(CAST(:seqs AS bigint[]), CAST(:pids AS text[])) AS u(seq, pid)"
-    " WHERE events.seq = u.seq AND events.seq BETWEEN :low AND :high"
+# By profile id and kind, without the workspace (ids are unique across workspaces): with the
+# workspace in the filter SQLite walks every user id of the workspace by the primary key
+# instead of using the profile_id index.
+_USER_IDS = Sql(
+    "SELECT profile_id, value FROM identities WHERE kind = 'user_id'"
+    " AND profile_id IN (SELECT value FROM json_each(?))",
+    "SELECT profile_id, value FROM identities WHERE kind = 'user_id'"
+    " AND profile_id = ANY(ARRAY(SELECT jsonb_array_elements_text(%s::jsonb)))",
 )
-# Built from constants only (no caller input), hence the S608 waiver.
-_SQLITE_SET_EVENT_PROFILES = f"UPDATE {events.name} SET profile_id = ? WHERE seq = ?"  # noqa: S608
+_LOCK = Sql(
+    "SELECT id, merged_into FROM profiles WHERE workspace_id = ?"
+    " AND id IN (SELECT value FROM json_each(?)) ORDER BY id",
+    "SELECT id, merged_into FROM profiles WHERE workspace_id = %s"
+    " AND id = ANY(ARRAY(SELECT jsonb_array_elements_text(%s::jsonb)))"
+    " ORDER BY id FOR UPDATE",
+)
+_MERGED_INTO = Sql(
+    "SELECT id, merged_into FROM profiles WHERE workspace_id = ?"
+    " AND id IN (SELECT value FROM json_each(?)) AND merged_into IS NOT NULL",
+    "SELECT id, merged_into FROM profiles WHERE workspace_id = %s"
+    " AND id = ANY(ARRAY(SELECT jsonb_array_elements_text(%s::jsonb)))"
+    " AND merged_into IS NOT NULL",
+)
+_CLAIM = Sql(
+    "INSERT INTO identities (workspace_id, kind, value, profile_id, created_ms)"
+    " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+    "INSERT INTO identities (workspace_id, kind, value, profile_id, created_ms)"
+    " SELECT %s, j.r->>0, j.r->>1, j.r->>2, %s FROM jsonb_array_elements(%s::jsonb) AS j(r)"
+    " ON CONFLICT DO NOTHING",
+)
+# PostgreSQL: `seq = ANY(ARRAY(...))` makes the seqs an index condition; joined to the array's
+# rows alone the planner hashed the whole events table on every chunk (seen with EXPLAIN).
+_SET_EVENT_PROFILES = Sql(
+    "UPDATE events SET profile_id = ? WHERE seq = ?",
+    "WITH u AS (SELECT (r->>0)::bigint AS seq, r->>1 AS pid FROM jsonb_array_elements(%s::jsonb)"
+    " AS r) UPDATE events SET profile_id = u.pid FROM u"
+    " WHERE events.seq = u.seq AND events.seq = ANY(ARRAY(SELECT seq FROM u))",
+)
+# Merges (a few per chunk at most): row by row on both databases.
+_MARK_MERGED = Sql.same("UPDATE profiles SET merged_into = ?, updated_ms = ? WHERE id = ?")
+_MOVE_IDENTITIES = Sql.same("UPDATE identities SET profile_id = ? WHERE profile_id = ?")
+_MOVE_EVENTS = Sql.same("UPDATE events SET profile_id = ? WHERE profile_id = ?")
+_MEMBERSHIPS_OF = Sql(
+    "SELECT profile_id, group_id, joined_ms FROM profile_groups WHERE workspace_id = ?"
+    " AND profile_id IN (SELECT value FROM json_each(?))",
+    "SELECT profile_id, group_id, joined_ms FROM profile_groups WHERE workspace_id = %s"
+    " AND profile_id = ANY(ARRAY(SELECT jsonb_array_elements_text(%s::jsonb)))",
+)
+_DROP_MEMBERSHIPS = Sql(
+    "DELETE FROM profile_groups WHERE workspace_id = ?"
+    " AND profile_id IN (SELECT value FROM json_each(?))",
+    "DELETE FROM profile_groups WHERE workspace_id = %s"
+    " AND profile_id = ANY(ARRAY(SELECT jsonb_array_elements_text(%s::jsonb)))",
+)
+_RECORD_MERGE = Sql.same(
+    "INSERT INTO profile_merges (id, workspace_id, from_profile_id, into_profile_id, reason,"
+    " message_id, merged_ms) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+#: Every profile merged, directly or through others, into each of the profiles listed.
+_ANCESTORS = Sql(
+    "WITH RECURSIVE walk(root, id) AS (SELECT into_profile_id, from_profile_id"
+    " FROM profile_merges WHERE workspace_id = ?"
+    " AND into_profile_id IN (SELECT value FROM json_each(?))"
+    " UNION SELECT walk.root, m.from_profile_id FROM profile_merges AS m"
+    " JOIN walk ON m.into_profile_id = walk.id)"
+    " SELECT root, id FROM walk ORDER BY root, id",
+    "WITH RECURSIVE walk(root, id) AS (SELECT into_profile_id, from_profile_id"
+    " FROM profile_merges WHERE workspace_id = %s"
+    " AND into_profile_id = ANY(ARRAY(SELECT jsonb_array_elements_text(%s::jsonb)))"
+    " UNION SELECT walk.root, m.from_profile_id FROM profile_merges AS m"
+    " JOIN walk ON m.into_profile_id = walk.id)"
+    " SELECT root, id FROM walk ORDER BY root, id",
+)
 
 
 class IdentityStore(ProfileStateStore):
@@ -65,71 +135,31 @@ class IdentityStore(ProfileStateStore):
         self, conn: AsyncConnection, workspace_id: str, wanted: Sequence[Identifier]
     ) -> dict[Identifier, str]:
         """The profile each known identifier points at (identities always point at live ones)."""
-        found: dict[Identifier, str] = {}
-        if conn.dialect.name == "postgresql":
-            # One statement for every kind: the pairs are unnested and joined on the key.
-            for part in slices(sorted(set(wanted)), 2000):
-                rows = await conn.execute(
-                    _PG_OWNERS,
-                    {
-                        "ws": workspace_id,
-                        "kinds": [i.kind for i in part],
-                        "vals": [i.value for i in part],
-                    },
-                )
-                for kind, value, profile_id in rows:
-                    found[Identifier(kind, value)] = profile_id
-            return found
-        by_kind: dict[str, list[str]] = {}
-        for identifier in wanted:
-            by_kind.setdefault(identifier.kind, []).append(identifier.value)
-        # One IN list per kind: (kind, value) row-value lists would scan the workspace on SQLite.
-        for kind, values in sorted(by_kind.items()):
-            for values_part in slices(sorted(set(values))):
-                rows = await conn.execute(
-                    sa.select(identities.c.value, identities.c.profile_id).where(
-                        identities.c.workspace_id == workspace_id,
-                        identities.c.kind == kind,
-                        identities.c.value.in_(values_part),
-                    )
-                )
-                for value, profile_id in rows:
-                    found[Identifier(kind, value)] = profile_id
-        return found
+        if not wanted:
+            return {}
+        pairs = json_text([(i.kind, i.value) for i in wanted])
+        rows = await driver_rows(conn, _OWNERS, (pairs, workspace_id))
+        return {Identifier(kind, value): profile_id for kind, value, profile_id in rows}
 
     async def lock(
         self, conn: AsyncConnection, workspace_id: str, profile_ids: Iterable[str]
     ) -> dict[str, str | None]:
         """Lock profile rows in id order (PostgreSQL); returns each one's `merged_into`."""
         ordered = sorted(set(profile_ids))
-        found: dict[str, str | None] = {}
-        for part in slices(ordered):
-            rows = await conn.execute(
-                sa.select(profiles.c.id, profiles.c.merged_into)
-                .where(profiles.c.workspace_id == workspace_id, profiles.c.id.in_(part))
-                .order_by(profiles.c.id)
-                .with_for_update()
-            )
-            found.update({row.id: row.merged_into for row in rows})
-        return found
+        if not ordered:
+            return {}
+        rows = await driver_rows(conn, _LOCK, (workspace_id, json_text(ordered)))
+        return {profile_id: merged_into for profile_id, merged_into in rows}
 
     async def user_ids(
         self, conn: AsyncConnection, workspace_id: str, profile_ids: Iterable[str]
     ) -> dict[str, str]:
         """The user id held by each of these profiles (a profile holds at most one)."""
-        found: dict[str, str] = {}
-        for part in slices(sorted(set(profile_ids))):
-            # By profile id and kind, without the workspace (ids are unique across workspaces):
-            # with the workspace in the filter SQLite walks every user id of the workspace by
-            # the primary key instead of using the profile_id index.
-            rows = await conn.execute(
-                sa.select(identities.c.profile_id, identities.c.value).where(
-                    identities.c.profile_id.in_(part), identities.c.kind == USER_ID
-                )
-            )
-            for profile_id, value in rows:
-                found[profile_id] = value
-        return found
+        wanted = sorted(set(profile_ids))
+        if not wanted:
+            return {}
+        rows = await driver_rows(conn, _USER_IDS, (json_text(wanted),))
+        return {profile_id: user_id for profile_id, user_id in rows}
 
     async def live(
         self, conn: AsyncConnection, workspace_id: str, profile_ids: Iterable[str]
@@ -150,17 +180,9 @@ class IdentityStore(ProfileStateStore):
     async def _merged_into(
         self, conn: AsyncConnection, workspace_id: str, profile_ids: Iterable[str]
     ) -> dict[str, str]:
-        merged: dict[str, str] = {}
-        for part in slices(sorted(profile_ids)):
-            rows = await conn.execute(
-                sa.select(profiles.c.id, profiles.c.merged_into).where(
-                    profiles.c.workspace_id == workspace_id,
-                    profiles.c.id.in_(part),
-                    profiles.c.merged_into.is_not(None),
-                )
-            )
-            merged.update({row.id: row.merged_into for row in rows})
-        return merged
+        wanted = json_text(sorted(profile_ids))
+        rows = await driver_rows(conn, _MERGED_INTO, (workspace_id, wanted))
+        return {profile_id: merged_into for profile_id, merged_into in rows}
 
     async def claim(
         self,
@@ -170,29 +192,19 @@ class IdentityStore(ProfileStateStore):
         now_ms: int,
     ) -> None:
         """Point unclaimed identifiers at profiles; Conflict if another worker got one first."""
-        rows = [
-            {
-                "workspace_id": workspace_id,
-                "kind": identifier.kind,
-                "value": identifier.value,
-                "profile_id": profile_id,
-                "created_ms": now_ms,
-            }
-            for identifier, profile_id in sorted(claims.items())
-        ]
-        if not rows:
+        if not claims:
             return
-        # executemany + RETURNING (SQLAlchemy's "insertmanyvalues"): one cached statement,
-        # batched; rows that hit an existing identifier are not returned.
-        statement = (
-            insert_for(conn, identities)
-            .on_conflict_do_nothing()
-            .returning(identities.c.kind, identities.c.value)
-        )
-        inserted = (await conn.execute(statement, rows)).all()
-        if len(inserted) != len(rows):
-            got = {(kind, value) for kind, value in inserted}
-            lost = [f"{r['kind']}={r['value']}" for r in rows if (r["kind"], r["value"]) not in got]
+        ordered = sorted(claims.items())
+        if conn.dialect.name == "postgresql":
+            rows = json_text([(i.kind, i.value, p) for i, p in ordered])
+            inserted = await driver_write(conn, _CLAIM, (workspace_id, now_ms, rows))
+        else:
+            values = [(workspace_id, i.kind, i.value, p, now_ms) for i, p in ordered]
+            inserted = await driver_write(conn, _CLAIM, values, many=True)
+        # Rows that hit an existing identifier are not inserted (nor counted).
+        if inserted != len(ordered):
+            owners = await self.owners(conn, workspace_id, list(claims))
+            lost = [str(i) for i, p in ordered if owners.get(i) != p]
             raise Conflict("identifiers were claimed by a concurrent worker", lost=lost)
 
     async def merge_all(
@@ -226,80 +238,28 @@ class IdentityStore(ProfileStateStore):
                 final[loser] = final[final[loser]]
         survivors = {p for p in final.values()}
         await self.save(conn, {p: drafts[p] for p in survivors}, now_ms)
-        moves = [{"b_loser": loser, "b_final": into} for loser, into in sorted(final.items())]
+        moves = [(into, loser) for loser, into in sorted(final.items())]
         # Profiles merged earlier into a loser point at the final survivor too (chains stay one
         # hop long). Found through profile_merges, which is indexed where profiles is not.
         pointing = {loser: into for loser, into in final.items()}
         for root, earlier in (await self._ancestors(conn, workspace_id, list(final))).items():
             for profile_id in earlier:
                 pointing.setdefault(profile_id, final[root])
-        await conn.execute(
-            profiles.update()
-            .where(profiles.c.id == sa.bindparam("b_id"))
-            .values(merged_into=sa.bindparam("b_final"), updated_ms=now_ms),
-            [{"b_id": p, "b_final": into} for p, into in sorted(pointing.items())],
-        )
-        await conn.execute(
-            identities.update()
-            .where(identities.c.profile_id == sa.bindparam("b_loser"))
-            .values(profile_id=sa.bindparam("b_final")),
-            moves,
-        )
-        await conn.execute(
-            events.update()
-            .where(events.c.profile_id == sa.bindparam("b_loser"))
-            .values(profile_id=sa.bindparam("b_final")),
-            moves,
-        )
-        memberships = (
-            await conn.execute(
-                sa.select(
-                    profile_groups.c.profile_id,
-                    profile_groups.c.group_id,
-                    profile_groups.c.joined_ms,
-                ).where(
-                    profile_groups.c.workspace_id == workspace_id,
-                    profile_groups.c.profile_id.in_(sorted(final)),
-                )
-            )
-        ).all()
+        marks = [(into, now_ms, p) for p, into in sorted(pointing.items())]
+        await driver_write(conn, _MARK_MERGED, marks, many=True)
+        await driver_write(conn, _MOVE_IDENTITIES, moves, many=True)
+        await driver_write(conn, _MOVE_EVENTS, moves, many=True)
+        losers = (workspace_id, json_text(sorted(final)))
+        memberships = await driver_rows(conn, _MEMBERSHIPS_OF, losers)
         if memberships:
-            await conn.execute(
-                insert_for(conn, profile_groups)
-                .values(
-                    [
-                        {
-                            "workspace_id": workspace_id,
-                            "profile_id": final[profile_id],
-                            "group_id": group_id,
-                            "joined_ms": joined_ms,
-                        }
-                        for profile_id, group_id, joined_ms in memberships
-                    ]
-                )
-                .on_conflict_do_nothing()
-            )
-            await conn.execute(
-                profile_groups.delete().where(
-                    profile_groups.c.workspace_id == workspace_id,
-                    profile_groups.c.profile_id.in_(sorted(final)),
-                )
-            )
-        await conn.execute(
-            profile_merges.insert(),
-            [
-                {
-                    "id": new_id(),
-                    "workspace_id": workspace_id,
-                    "from_profile_id": m.loser,
-                    "into_profile_id": m.survivor,
-                    "reason": m.reason[:64],
-                    "message_id": m.message_id,
-                    "merged_ms": now_ms,
-                }
-                for m in merges
-            ],
-        )
+            moved = [(workspace_id, final[p], g, at) for p, g, at in memberships]
+            await driver_write(conn, JOIN_GROUP, moved, many=True)
+            await driver_write(conn, _DROP_MEMBERSHIPS, losers)
+        records = [
+            (new_id(), workspace_id, m.loser, m.survivor, m.reason[:64], m.message_id, now_ms)
+            for m in merges
+        ]
+        await driver_write(conn, _RECORD_MERGE, records, many=True)
         return changed
 
     async def _ancestors(
@@ -307,27 +267,11 @@ class IdentityStore(ProfileStateStore):
     ) -> dict[str, list[str]]:
         """Every profile merged, directly or through others, into each of `roots`."""
         found: dict[str, list[str]] = {root: [] for root in roots}
-        for part in slices(sorted(set(roots))):
-            walk = (
-                sa.select(
-                    profile_merges.c.into_profile_id.label("root"),
-                    profile_merges.c.from_profile_id.label("id"),
-                )
-                .where(
-                    profile_merges.c.workspace_id == workspace_id,
-                    profile_merges.c.into_profile_id.in_(part),
-                )
-                .cte("ancestors", recursive=True)
-            )
-            walk = walk.union(
-                sa.select(walk.c.root, profile_merges.c.from_profile_id).where(
-                    profile_merges.c.into_profile_id == walk.c.id
-                )
-            )
-            for root, profile_id in await conn.execute(
-                sa.select(walk.c.root, walk.c.id).order_by(walk.c.root, walk.c.id)
-            ):
-                found[root].append(profile_id)
+        if not roots:
+            return found
+        wanted = json_text(sorted(set(roots)))
+        for root, profile_id in await driver_rows(conn, _ANCESTORS, (workspace_id, wanted)):
+            found[root].append(profile_id)
         return found
 
     async def set_event_profiles(
@@ -337,19 +281,7 @@ class IdentityStore(ProfileStateStore):
         if not assignments:
             return
         if conn.dialect.name == "postgresql":
-            # One statement over two arrays: executemany would be one round trip per row.
-            await conn.execute(
-                _PG_SET_EVENT_PROFILES,
-                {
-                    "seqs": [seq for seq, _ in assignments],
-                    "pids": [p for _, p in assignments],
-                    "low": min(seq for seq, _ in assignments),
-                    "high": max(seq for seq, _ in assignments),
-                },
-            )
+            await driver_write(conn, _SET_EVENT_PROFILES, (json_text(assignments),))
             return
-        # SQLite: straight to the driver's executemany (SQLAlchemy's per-row parameter
-        # processing would cost more than the updates themselves).
-        await conn.exec_driver_sql(
-            _SQLITE_SET_EVENT_PROFILES, [(profile_id, seq) for seq, profile_id in assignments]
-        )
+        rows = [(profile_id, seq) for seq, profile_id in assignments]
+        await driver_write(conn, _SET_EVENT_PROFILES, rows, many=True)
