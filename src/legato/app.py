@@ -92,6 +92,8 @@ class Legato:
             exclusive=settings.is_sqlite,
         )
         self.workers.append(self.pipeline)
+        # Events committed by this process wake the pipeline at once (no idle poll to wait out).
+        self.ingest.writer.on_commit(self.pipeline.notify)
         self._compose_segments()
         # Journeys: the stage runs after every other stage (segments included), then the
         # timer, outbox-recorder and webhook workers.

@@ -73,9 +73,15 @@ class GroupCommitWriter:
         self._idle = asyncio.Event()
         self._idle.set()
         self._closing = False
+        #: Called after every commit (the pipeline's wake-up): new rows are in the log.
+        self._on_commit: list[Callable[[], None]] = []
         #: Transactions committed so far and the rows they held (for metrics and tests).
         self.commits = 0
         self.rows_written = 0
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Call `callback` after each commit that added rows (it must not block)."""
+        self._on_commit.append(callback)
 
     @property
     def pending_rows(self) -> int:
@@ -170,6 +176,9 @@ class GroupCommitWriter:
             return
         self.commits += 1
         self.rows_written += len(rows)
+        if rows:
+            for callback in self._on_commit:
+                callback()
         for item in group:
             if not item.done.done():
                 item.done.set_result(None)

@@ -389,6 +389,9 @@ class SegmentService(ComputedTraitUseCases):
         now = self.clock.now_ms()
         changes: list[Change] = []
         async with self.db.transaction() as conn:
+            # Exclusive: chunks evaluated without this segment commit before history is read,
+            # and chunks that see it wait for this answer (`MembershipStore.hold_definitions`).
+            await self.store.hold_definitions(conn, exclusive=True)
             compiled = await self.definitions.get(conn, workspace_id)
             segment = compiled.segments.get(key)
             if segment is None:  # static: members come from uploads
@@ -428,6 +431,9 @@ class SegmentService(ComputedTraitUseCases):
             after_id, done = "", 0
             while True:
                 async with self.db.transaction() as conn:
+                    # Live evaluation of these people waits (briefly): a re-check scheduled
+                    # from facts older than a concurrent event would replace a newer one.
+                    await self.store.hold_definitions(conn, exclusive=True)
                     page = await self.store.profile_page(conn, workspace_id, after_id, PAGE)
                     if not page:
                         break

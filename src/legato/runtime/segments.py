@@ -295,7 +295,14 @@ class Evaluator:
         offsets = [t.upto_seq for t in touches]
         upto = None if None in offsets else max(o for o in offsets if o is not None)
         loaded = await self.store.facts(
-            conn, workspace_id, {t.profile_id for t in touches}, names, timed, upto
+            conn,
+            workspace_id,
+            {t.profile_id for t in touches},
+            names,
+            timed,
+            upto,
+            computed=any(compiled.segments[k].reads.computed_traits for k in wanted),
+            with_properties={n for k in wanted for n in compiled.segments[k].reads.filtered_events},
         )
         stored_rechecks = {
             (key, profile_id): due
@@ -405,6 +412,10 @@ class SegmentStage:
         for item in batch:
             if item.profile_id is not None:
                 by_workspace[item.row.workspace_id].append(item)
+        if by_workspace:
+            # Before reading which segments exist: a backfill running now finishes first, and
+            # one starting now waits for this chunk (`MembershipStore.hold_definitions`).
+            await self.evaluator.store.hold_definitions(conn)
         for workspace_id in sorted(by_workspace):
             compiled = await self.definitions.get(conn, workspace_id)
             if not compiled.segments:
@@ -518,6 +529,7 @@ class RecheckWorker:
         """One batch in one transaction: due computed-trait values, then due re-checks."""
         now = self.clock.now_ms()
         async with self.db.transaction() as conn:
+            await self.store.hold_definitions(conn)
             values = await self.store.claim_due_values(conn, now, self.batch_size)
             rechecks = await self.store.claim_rechecks(conn, now, self.batch_size)
             if not values and not rechecks:

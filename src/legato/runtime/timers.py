@@ -163,14 +163,17 @@ class TimerWorker:
     ) -> int:
         unit = Unit(workspace_id, now)
         run_timers = [timer for timer in claimed if timer.kind in {"run", "listen"}]
+        unit.claimed = {(timer.owner, timer.name, timer.due_ms) for timer in run_timers}
         stored = await self.runs.lock_runs(conn, {timer.owner for timer in run_timers})
         reads: set[str] = set()
         people: set[str] = set()
         needed = False
+        versions: dict[tuple[str, int], CompiledJourney] = {}
         for state in stored.values():
-            version = await self.versions.get(
-                conn, workspace_id, state.state["journey_key"], int(state.state["version"])
-            )
+            which = (state.state["journey_key"], int(state.state["version"]))
+            version = versions.get(which)
+            if version is None:
+                version = versions[which] = await self.versions.get(conn, workspace_id, *which)
             adopted = unit.adopt(version, state)
             reads |= self.versions.reads(version)
             people.add(adopted.run.profile_id)

@@ -53,6 +53,8 @@ from legato.store.runs import (
 )
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
+_PAIRS = tuple(first + second for first in _ALPHABET for second in _ALPHABET)
+_PAIR_SHIFTS = tuple(range(120, -1, -10))
 
 #: The runtime's own timer that ends an ended run's listening for its goal.
 LISTEN_TIMER = "$listen"
@@ -131,6 +133,8 @@ class Unit:
         self.advances = 0
         # Run timers this unit scheduled, per run: a later CancelTimers drops them.
         self._run_timers: dict[str, set[tuple[str, str, int]]] = {}
+        #: (owner, name, due_ms) of the timers this transaction claimed, i.e. deleted already.
+        self.claimed: set[tuple[str, str, int]] = set()
         self._settings_json: dict[str, tuple[CompiledJourney | None, dict[str, Any]]] = {}
 
     def adopt(self, version: CompiledJourney, stored: StoredRun) -> Tracked:
@@ -202,8 +206,19 @@ class Unit:
             if now is not None:
                 self._count(version, now, "waiting", 1)
         for effect in transition.effects:
+            if type(effect) is CancelTimers and before is not None and self._all_claimed(before):
+                # The stored timers of a run are among those its state expects: when this
+                # transaction claimed every one of them, none is left to delete (the timer
+                # worker's case: the wait that just fired was the run's only timer).
+                self._drop_scheduled(before.run_id)
+                continue
             self._effect(version, tracked, effect, ctx, now_ms)
         return transition
+
+    def _all_claimed(self, run: Run) -> bool:
+        claimed = self.claimed
+        run_id = run.run_id
+        return bool(claimed) and all((run_id, name, due) in claimed for name, due in run.timers())
 
     def finish(self) -> JourneyChanges:
         """The rows of every run the unit moved (states, listeners), with all else collected."""
@@ -247,7 +262,7 @@ class Unit:
     # -- effects -------------------------------------------------------------------------------
 
     def _count(self, version: CompiledJourney, node: str, metric: str, n: int = 1) -> None:
-        key = (self.workspace_id, version.key, version.version, node, metric)
+        key = (self.workspace_id, version.journey.key, version.version, node, metric)
         self.changes.rollups[key] += n
 
     def _timer(
@@ -275,93 +290,136 @@ class Unit:
         ctx: Facts,
         now_ms: int,
     ) -> None:
-        ws = self.workspace_id
         if isinstance(effect, EntryRefused):
             self._count(version, JOURNEY_NODE, f"refused:{effect.reason}")
             return
         assert tracked is not None, "only a refusal comes without a run"
-        run = tracked.run
-        if isinstance(effect, Entered):
-            self._count(version, JOURNEY_NODE, "entered")
-        elif isinstance(effect, NodeVisited):
-            self._count(version, effect.node_id, "entered")
-            if effect.outcome is not None:
-                self._count(version, effect.node_id, f"arm:{effect.outcome}")
-        elif isinstance(effect, Exit):
-            self._count(version, effect.node_id or START_NODE, "exited")
-            self._count(version, JOURNEY_NODE, f"exited:{effect.reason}")
-        elif isinstance(effect, Converted):
-            self._count(version, effect.node_id or START_NODE, "converted")
-            self._count(version, JOURNEY_NODE, "converted")
-        elif isinstance(effect, CancelTimers):
-            self.changes.cancelled_timers.add(run.run_id)
-            for key in self._run_timers.pop(run.run_id, ()):
-                self.changes.timers.pop(key, None)
-        elif isinstance(effect, ScheduleTimer):
-            self._timer(version, run, effect.node_id, effect.due_ms)
-        elif isinstance(effect, Send):
-            self._outbox(
-                version,
-                run,
-                "send",
-                effect.node_id,
-                effect.idempotency_key,
-                now_ms,
-                {
-                    "channel": effect.channel,
-                    "template": effect.template,
-                    "topic": effect.topic,
-                    "trigger": _fact_json(effect.trigger),
-                    "data": dict(effect.data),
-                    "settings": self._settings(version),
-                    "user_id": tracked.origin.user_id,
-                    "anonymous_id": tracked.origin.anonymous_id,
+        # By exact type (effects are final dataclasses): one dict lookup instead of a chain of
+        # isinstance checks, for the five or so effects of every transition.
+        _APPLY[type(effect)](self, version, tracked, effect, ctx, now_ms)
+
+    def _entered(
+        self, version: CompiledJourney, tracked: Tracked, effect: Entered, ctx: Facts, now: int
+    ) -> None:
+        self._count(version, JOURNEY_NODE, "entered")
+
+    def _visited(
+        self, version: CompiledJourney, tracked: Tracked, effect: NodeVisited, ctx: Facts, now: int
+    ) -> None:
+        self._count(version, effect.node_id, "entered")
+        if effect.outcome is not None:
+            self._count(version, effect.node_id, f"arm:{effect.outcome}")
+
+    def _exited(
+        self, version: CompiledJourney, tracked: Tracked, effect: Exit, ctx: Facts, now: int
+    ) -> None:
+        self._count(version, effect.node_id or START_NODE, "exited")
+        self._count(version, JOURNEY_NODE, f"exited:{effect.reason}")
+
+    def _converted(
+        self, version: CompiledJourney, tracked: Tracked, effect: Converted, ctx: Facts, now: int
+    ) -> None:
+        self._count(version, effect.node_id or START_NODE, "converted")
+        self._count(version, JOURNEY_NODE, "converted")
+
+    def _cancel_timers(
+        self, version: CompiledJourney, tracked: Tracked, effect: CancelTimers, ctx: Facts, now: int
+    ) -> None:
+        self.changes.cancelled_timers.add(tracked.run.run_id)
+        self._drop_scheduled(tracked.run.run_id)
+
+    def _drop_scheduled(self, run_id: str) -> None:
+        """Forget the run timers this unit scheduled for a run (a CancelTimers came after)."""
+        for key in self._run_timers.pop(run_id, ()):
+            self.changes.timers.pop(key, None)
+
+    def _schedule_timer(
+        self,
+        version: CompiledJourney,
+        tracked: Tracked,
+        effect: ScheduleTimer,
+        ctx: Facts,
+        now: int,
+    ) -> None:
+        self._timer(version, tracked.run, effect.node_id, effect.due_ms)
+
+    def _send(
+        self, version: CompiledJourney, tracked: Tracked, effect: Send, ctx: Facts, now: int
+    ) -> None:
+        self._outbox(
+            version,
+            tracked.run,
+            "send",
+            effect.node_id,
+            effect.idempotency_key,
+            {
+                "channel": effect.channel,
+                "template": effect.template,
+                "topic": effect.topic,
+                "trigger": _fact_json(effect.trigger),
+                "data": dict(effect.data),
+                "settings": self._settings(version),
+                "user_id": tracked.origin.user_id,
+                "anonymous_id": tracked.origin.anonymous_id,
+            },
+        )
+
+    def _call_webhook(
+        self, version: CompiledJourney, tracked: Tracked, effect: CallWebhook, ctx: Facts, now: int
+    ) -> None:
+        request = effect.request
+        self._outbox(
+            version,
+            tracked.run,
+            "webhook",
+            effect.node_id,
+            effect.idempotency_key,
+            {
+                "url": request.url,
+                "method": request.method,
+                "headers": dict(request.headers),
+                "body_template": request.body_template,
+                "timeout_ms": request.timeout_ms,
+                "give_up_at_ms": request.give_up_at_ms,
+                "trigger": _fact_json(request.trigger),
+                "data": dict(request.data),
+            },
+        )
+
+    def _update_profile(
+        self,
+        version: CompiledJourney,
+        tracked: Tracked,
+        effect: UpdateProfile,
+        ctx: Facts,
+        now: int,
+    ) -> None:
+        changes = self.changes.trait_changes.setdefault((self.workspace_id, effect.profile_id), [])
+        for op in effect.ops:
+            changes.append(TraitChange(op.op, op.trait, op.value, now))
+            _apply_to_facts(ctx, op.op, op.trait, op.value)
+
+    def _emit(
+        self, version: CompiledJourney, tracked: Tracked, effect: Emit, ctx: Facts, now: int
+    ) -> None:
+        self.changes.internal_events.append(
+            InternalEvent(
+                workspace_id=self.workspace_id,
+                message_id=effect.idempotency_key,
+                event=effect.event,
+                profile_id=effect.profile_id,
+                user_id=tracked.origin.user_id,
+                anonymous_id=tracked.origin.anonymous_id,
+                timestamp_ms=now,
+                properties=dict(effect.properties),
+                context={
+                    "journey": version.key,
+                    "version": version.version,
+                    "run_id": tracked.run.run_id,
+                    "node": effect.idempotency_key.split(":")[1],
                 },
             )
-        elif isinstance(effect, CallWebhook):
-            request = effect.request
-            self._outbox(
-                version,
-                run,
-                "webhook",
-                effect.node_id,
-                effect.idempotency_key,
-                now_ms,
-                {
-                    "url": request.url,
-                    "method": request.method,
-                    "headers": dict(request.headers),
-                    "body_template": request.body_template,
-                    "timeout_ms": request.timeout_ms,
-                    "give_up_at_ms": request.give_up_at_ms,
-                    "trigger": _fact_json(request.trigger),
-                    "data": dict(request.data),
-                },
-            )
-        elif isinstance(effect, UpdateProfile):
-            changes = self.changes.trait_changes.setdefault((ws, effect.profile_id), [])
-            for op in effect.ops:
-                changes.append(TraitChange(op.op, op.trait, op.value, now_ms))
-                _apply_to_facts(ctx, op.op, op.trait, op.value)
-        elif isinstance(effect, Emit):
-            self.changes.internal_events.append(
-                InternalEvent(
-                    workspace_id=ws,
-                    message_id=effect.idempotency_key,
-                    event=effect.event,
-                    profile_id=effect.profile_id,
-                    user_id=tracked.origin.user_id,
-                    anonymous_id=tracked.origin.anonymous_id,
-                    timestamp_ms=now_ms,
-                    properties=dict(effect.properties),
-                    context={
-                        "journey": version.key,
-                        "version": version.version,
-                        "run_id": run.run_id,
-                        "node": effect.idempotency_key.split(":")[1],
-                    },
-                )
-            )
+        )
 
     def _settings(self, version: CompiledJourney) -> dict[str, Any]:
         """A version's delivery settings as JSON (the same for all its sends)."""
@@ -378,7 +436,6 @@ class Unit:
         kind: str,
         node_id: str,
         key: str,
-        now_ms: int,
         payload: dict[str, Any],
     ) -> None:
         self.changes.outbox.append(
@@ -406,7 +463,8 @@ def outbox_id(idempotency_key: str) -> str:
     """The outbox row id of a request: 26 base-32 characters of a 128-bit hash of its key
     (unique as the key is, and as cheap to make as ids ever get)."""
     value = int.from_bytes(hashlib.blake2b(idempotency_key.encode(), digest_size=16).digest())
-    return "".join(_ALPHABET[(value >> (5 * i)) & 31] for i in range(25, -1, -1))
+    # Ten bits (two characters) at a time, most significant first.
+    return "".join([_PAIRS[(value >> shift) & 1023] for shift in _PAIR_SHIFTS])
 
 
 def _fact_json(fact: EventFact) -> dict[str, Any]:
@@ -448,3 +506,18 @@ async def entry_book(
             await journeys.lock(conn, workspace_id, key)
             enrollments[key] = await runs.enrollments(conn, workspace_id, key)
     return EntryBook.of(records, enrollments)
+
+
+#: How `Unit` applies each kind of effect other than a refusal (keyed by exact type).
+_APPLY: dict[type, Any] = {
+    Entered: Unit._entered,
+    NodeVisited: Unit._visited,
+    Exit: Unit._exited,
+    Converted: Unit._converted,
+    CancelTimers: Unit._cancel_timers,
+    ScheduleTimer: Unit._schedule_timer,
+    Send: Unit._send,
+    CallWebhook: Unit._call_webhook,
+    UpdateProfile: Unit._update_profile,
+    Emit: Unit._emit,
+}

@@ -79,6 +79,8 @@ runs = sa.Table(
     sa.Column("entered_ms", sa.BigInteger, nullable=False),
     sa.Column("updated_ms", sa.BigInteger, nullable=False),
     sa.Index("ix_runs_workspace_journey_profile", "workspace_id", "journey_key", "profile_id"),
+    # A person's runs (their journeys in the console, a merge re-pointing them): migration 0005.
+    sa.Index("ix_runs_workspace_profile", "workspace_id", "profile_id"),
 )
 
 # Durable timers: a wait is a row with an indexed due time, claimed when due. `owner` is the run

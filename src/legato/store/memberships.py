@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -27,6 +28,9 @@ from legato.store.database import Database, insert_for, slices
 from legato.store.definitions import DefinitionQueries, StoredDefinition
 from legato.store.segments import computed_trait_values, segment_members, segment_rechecks
 from legato.store.tables import events, identities, profiles
+
+#: The advisory lock key of segment definitions on PostgreSQL ("lgsegdef" as a big-endian int8).
+DEFINITIONS_LOCK_KEY = int.from_bytes(b"lgsegdef", "big")
 
 
 @dataclass(slots=True)
@@ -56,11 +60,25 @@ class MembershipStore(DefinitionQueries, ComputedValueQueries):
         event_names: Iterable[str],
         recheck_keys: Iterable[str] = (),
         upto_seq: int | None = None,
+        *,
+        computed: bool = True,
+        with_properties: Iterable[str] | None = None,
     ) -> dict[str, Facts]:
-        """Traits, computed traits, memberships, the named events of these people (logged at
-        or before offset `upto_seq`, if given), and their re-checks of `recheck_keys`."""
+        """Traits, computed traits (unless `computed` is False), memberships, the named
+        events of these people (logged at or before offset `upto_seq`, if given), and their
+        re-checks of `recheck_keys`. Events keep their properties only if their name is in
+        `with_properties` (None: all do); the others are read for their timestamps alone."""
         people = sorted(set(profile_ids))
         names = sorted(set(event_names))
+        read_properties: Any = events.c.payload["properties"]
+        if with_properties is not None:
+            # Reading properties means parsing every payload: only where a filter needs them.
+            filtered = sorted(set(with_properties) & set(names))
+            read_properties = (
+                sa.case((events.c.event.in_(filtered), read_properties), else_=sa.null())
+                if filtered
+                else sa.null()
+            )
         timed = sorted(set(recheck_keys))
         found = {p: Facts() for p in people}
         for part in slices(people):
@@ -68,12 +86,20 @@ class MembershipStore(DefinitionQueries, ComputedValueQueries):
                 sa.select(profiles.c.id, profiles.c.traits).where(profiles.c.id.in_(part))
             ):
                 found[profile_id].traits = dict(traits)
-            for profile_id, segment in await conn.execute(
-                sa.select(segment_members.c.profile_id, segment_members.c.segment_key).where(
-                    segment_members.c.workspace_id == workspace_id,
-                    segment_members.c.profile_id.in_(part),
+            if conn.dialect.name == "sqlite":
+                # Without statistics SQLite prefers scanning the workspace's whole primary key
+                # (it covers the query) to probing the (workspace, profile) index: told which.
+                memberships = await conn.execute(
+                    _SQLITE_MEMBERS_OF, {"ws": workspace_id, "ids": orjson.dumps(part).decode()}
                 )
-            ):
+            else:
+                memberships = await conn.execute(
+                    sa.select(segment_members.c.profile_id, segment_members.c.segment_key).where(
+                        segment_members.c.workspace_id == workspace_id,
+                        segment_members.c.profile_id.in_(part),
+                    )
+                )
+            for profile_id, segment in memberships:
                 found[profile_id].segments.add(segment)
             if timed:
                 # By primary key (workspace, segment, profile): no scan of the workspace's rows.
@@ -89,17 +115,18 @@ class MembershipStore(DefinitionQueries, ComputedValueQueries):
                     )
                 ):
                     found[profile_id].rechecks[segment] = int(due)
-            for profile_id, key, value in await conn.execute(
-                sa.select(
-                    computed_trait_values.c.profile_id,
-                    computed_trait_values.c.key,
-                    value_text(),
-                ).where(
-                    computed_trait_values.c.workspace_id == workspace_id,
-                    computed_trait_values.c.profile_id.in_(part),
-                )
-            ):
-                found[profile_id].computed_traits[key] = decoded(value)
+            if computed:
+                for profile_id, key, value in await conn.execute(
+                    sa.select(
+                        computed_trait_values.c.profile_id,
+                        computed_trait_values.c.key,
+                        value_text(),
+                    ).where(
+                        computed_trait_values.c.workspace_id == workspace_id,
+                        computed_trait_values.c.profile_id.in_(part),
+                    )
+                ):
+                    found[profile_id].computed_traits[key] = decoded(value)
             if not names:
                 continue
             for profile_id, name, seq, at_ms, properties in await conn.execute(
@@ -108,7 +135,7 @@ class MembershipStore(DefinitionQueries, ComputedValueQueries):
                     events.c.event,
                     events.c.seq,
                     events.c.timestamp_ms,
-                    events.c.payload["properties"].label("properties"),
+                    read_properties.label("properties"),
                 )
                 .where(
                     events.c.profile_id.in_(part),
@@ -159,6 +186,23 @@ class MembershipStore(DefinitionQueries, ComputedValueQueries):
             found.update({profile: value for profile, value in rows})
         return found
 
+    # ------------------------------------------------------------------- handover
+
+    async def hold_definitions(self, conn: AsyncConnection, *, exclusive: bool = False) -> None:
+        """Take the segment-definition lock until the caller's transaction ends.
+
+        Live evaluation (pipeline chunks, re-checks) takes it shared before it reads which
+        segments exist; a backfill takes it exclusive before it reads history. So a backfill
+        waits for every chunk that may have been compiled without its segment (and whose
+        writes it must see), and a chunk that reads the definitions after a backfill has
+        started waits for the backfill's answer before it evaluates the segment live.
+        PostgreSQL only: on SQLite every writing transaction already excludes the others.
+        """
+        if conn.dialect.name != "postgresql":
+            return
+        lock = sa.func.pg_advisory_xact_lock if exclusive else sa.func.pg_advisory_xact_lock_shared
+        await conn.execute(sa.select(lock(DEFINITIONS_LOCK_KEY)))
+
     # ---------------------------------------------------------------- memberships
 
     async def write_members(
@@ -168,52 +212,25 @@ class MembershipStore(DefinitionQueries, ComputedValueQueries):
         entered: Iterable[tuple[str, str, int]],
         exited: Iterable[tuple[str, str]],
     ) -> None:
-        """Insert (segment, profile, entered_ms) and delete (segment, profile) memberships."""
-        rows = [
-            {"workspace_id": workspace_id, "segment_key": s, "profile_id": p, "entered_ms": at}
-            for s, p, at in entered
-        ]
+        """Insert (segment, profile, entered_ms) and delete (segment, profile) memberships,
+        one statement each however many rows."""
+        rows = [list(row) for row in entered]
         if rows:
-            await conn.execute(insert_for(conn, segment_members).on_conflict_do_nothing(), rows)
+            await _run_bulk(conn, _INSERT_MEMBERS, workspace_id, rows)
         gone = sorted(exited)
         if gone:
-            await conn.execute(
-                segment_members.delete().where(
-                    segment_members.c.workspace_id == sa.bindparam("w"),
-                    segment_members.c.segment_key == sa.bindparam("s"),
-                    segment_members.c.profile_id == sa.bindparam("p"),
-                ),
-                [{"w": workspace_id, "s": s, "p": p} for s, p in gone],
-            )
+            await _run_bulk(conn, _DELETE_MEMBERS, workspace_id, gone)
 
     async def write_rechecks(
         self, conn: AsyncConnection, workspace_id: str, due: Mapping[tuple[str, str], int | None]
     ) -> None:
-        """Set (segment, profile) -> due_ms; None removes the re-check."""
-        keep = [
-            {"workspace_id": workspace_id, "segment_key": s, "profile_id": p, "due_ms": at}
-            for (s, p), at in sorted(due.items())
-            if at is not None
-        ]
+        """Set (segment, profile) -> due_ms; None removes the re-check (one statement each)."""
+        keep = [[s, p, at] for (s, p), at in sorted(due.items()) if at is not None]
         if keep:
-            statement = insert_for(conn, segment_rechecks)
-            await conn.execute(
-                statement.on_conflict_do_update(
-                    index_elements=["workspace_id", "segment_key", "profile_id"],
-                    set_={"due_ms": statement.excluded.due_ms},
-                ),
-                keep,
-            )
+            await _run_bulk(conn, _UPSERT_RECHECKS, workspace_id, keep)
         drop = sorted(key for key, at in due.items() if at is None)
         if drop:
-            await conn.execute(
-                segment_rechecks.delete().where(
-                    segment_rechecks.c.workspace_id == sa.bindparam("w"),
-                    segment_rechecks.c.segment_key == sa.bindparam("s"),
-                    segment_rechecks.c.profile_id == sa.bindparam("p"),
-                ),
-                [{"w": workspace_id, "s": s, "p": p} for s, p in drop],
-            )
+            await _run_bulk(conn, _DELETE_RECHECKS, workspace_id, drop)
 
     async def claim_rechecks(
         self, conn: AsyncConnection, now_ms: int, limit: int
@@ -232,17 +249,13 @@ class MembershipStore(DefinitionQueries, ComputedValueQueries):
         )
         if conn.dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
-        rows = [tuple(row) for row in await conn.execute(query)]
+        rows = [(str(w), str(s), str(p), int(d)) for w, s, p, d in await conn.execute(query)]
+        by_workspace: dict[str, list[list[Any]]] = {}
         for ws, segment_key, profile_id, due in rows:
-            await conn.execute(
-                segment_rechecks.delete().where(
-                    segment_rechecks.c.workspace_id == ws,
-                    segment_rechecks.c.segment_key == segment_key,
-                    segment_rechecks.c.profile_id == profile_id,
-                    segment_rechecks.c.due_ms == due,
-                )
-            )
-        return [(str(w), str(s), str(p), int(d)) for w, s, p, d in rows]
+            by_workspace.setdefault(ws, []).append([segment_key, profile_id, due])
+        for ws, claimed in sorted(by_workspace.items()):
+            await _run_bulk(conn, _DELETE_DUE_RECHECKS, ws, claimed)
+        return rows
 
     async def next_due(self, conn: AsyncConnection) -> int | None:
         """The earliest re-check or computed-trait change due (None: nothing scheduled)."""
@@ -330,9 +343,14 @@ class MembershipStore(DefinitionQueries, ComputedValueQueries):
         Members who stay keep their entry time; returns the member count.
         """
         dialect = conn.dialect.name
-        matching = matching_profile_ids(
-            condition, dialect=dialect, workspace_id=workspace_id, now_ms=now_ms
-        ).subquery("matching")
+        # Unordered: a set to delete against and insert from (the sort would only cost).
+        matching = (
+            matching_profile_ids(
+                condition, dialect=dialect, workspace_id=workspace_id, now_ms=now_ms
+            )
+            .order_by(None)
+            .subquery("matching")
+        )
         await conn.execute(
             segment_members.delete().where(
                 segment_members.c.workspace_id == workspace_id,
@@ -431,6 +449,83 @@ class MembershipStore(DefinitionQueries, ComputedValueQueries):
             )
             found.update(str(p) for (p,) in rows)
         return found
+
+
+_SQLITE_MEMBERS_OF = sa.text(
+    f"SELECT profile_id, segment_key FROM {segment_members.name} "  # noqa: S608
+    "INDEXED BY ix_segment_members_workspace_profile "
+    "WHERE workspace_id = :ws AND profile_id IN (SELECT value FROM json_each(:ids))"
+)
+
+# ------------------------------------------------------------------ bulk statements
+#
+# Many rows, one statement, one parameter: the rows travel as one JSON array that the database
+# unpacks in C (SQLite `json_each`, PostgreSQL `jsonb_array_elements`), instead of SQLAlchemy
+# building parameters row by row (an executemany costs more in Python than the writes do).
+# Each statement is (SQLite text, PostgreSQL text); `:ws` is the workspace, `:rows` the JSON.
+# Built from constants only, hence the S608 waivers.
+
+#: One statement per dialect.
+_Bulk = dict[str, sa.TextClause]
+
+
+def _rows_from(dialect: str, types: Sequence[str]) -> tuple[list[str], str]:
+    """Column expressions and FROM clause reading `:rows` (one JSON array per row)."""
+    if dialect == "postgresql":
+        columns = [f"CAST(r->>{i} AS {t})" for i, t in enumerate(types)]
+        return columns, "jsonb_array_elements(CAST(:rows AS jsonb)) AS g(r)"
+    return [f"json_extract(g.value, '$[{i}]')" for i in range(len(types))], "json_each(:rows) AS g"
+
+
+def _bulk_insert(table: sa.Table, columns: Sequence[str], types: Sequence[str], tail: str) -> _Bulk:
+    def text(dialect: str) -> str:
+        values, source = _rows_from(dialect, types)
+        # `WHERE true`: SQLite would read ON CONFLICT after a bare FROM as a join constraint.
+        return (
+            f"INSERT INTO {table.name} (workspace_id, {', '.join(columns)}) "  # noqa: S608
+            f"SELECT :ws, {', '.join(values)} FROM {source} WHERE true {tail}"
+        )
+
+    return {name: sa.text(text(name)) for name in ("sqlite", "postgresql")}
+
+
+def _bulk_delete(table: sa.Table, columns: Sequence[str], types: Sequence[str]) -> _Bulk:
+    def text(dialect: str) -> str:
+        values, source = _rows_from(dialect, types)
+        # A row-value IN over a subquery: both databases look each row up by primary key.
+        return (
+            f"DELETE FROM {table.name} WHERE workspace_id = :ws "  # noqa: S608
+            f"AND ({', '.join(columns)}) IN (SELECT {', '.join(values)} FROM {source})"
+        )
+
+    return {name: sa.text(text(name)) for name in ("sqlite", "postgresql")}
+
+
+_INSERT_MEMBERS = _bulk_insert(
+    segment_members,
+    ["segment_key", "profile_id", "entered_ms"],
+    ["text", "text", "bigint"],
+    "ON CONFLICT DO NOTHING",
+)
+_DELETE_MEMBERS = _bulk_delete(segment_members, ["segment_key", "profile_id"], ["text", "text"])
+_UPSERT_RECHECKS = _bulk_insert(
+    segment_rechecks,
+    ["segment_key", "profile_id", "due_ms"],
+    ["text", "text", "bigint"],
+    "ON CONFLICT (workspace_id, segment_key, profile_id) DO UPDATE SET due_ms = excluded.due_ms",
+)
+_DELETE_RECHECKS = _bulk_delete(segment_rechecks, ["segment_key", "profile_id"], ["text", "text"])
+_DELETE_DUE_RECHECKS = _bulk_delete(
+    segment_rechecks, ["segment_key", "profile_id", "due_ms"], ["text", "text", "bigint"]
+)
+
+
+async def _run_bulk(
+    conn: AsyncConnection, statement: _Bulk, workspace_id: str, rows: Sequence[Any]
+) -> None:
+    await conn.execute(
+        statement[conn.dialect.name], {"ws": workspace_id, "rows": orjson.dumps(rows).decode()}
+    )
 
 
 __all__ = ["Facts", "MembershipStore", "StoredDefinition", "ValueRow"]

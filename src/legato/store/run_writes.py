@@ -6,6 +6,9 @@ SQLite and PostgreSQL. Decides nothing about journeys: the runtime does.
 
 from __future__ import annotations
 
+import functools
+import itertools
+import operator
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +21,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from legato.domain.messages import format_instant, partition_for
 from legato.domain.pipeline import INTERNAL
 from legato.domain.profiles import ProfileDraft
-from legato.store.database import insert_for, slices
 from legato.store.events import LOG_LOCK_KEY
 from legato.store.journeys import journey_rollups, outbox, run_listeners, runs, timers
 from legato.store.tables import events, profiles
@@ -81,116 +83,223 @@ class JourneyChanges:
         )
 
 
-def _json_text(value: Any) -> str | None:
-    return None if value is None else orjson.dumps(value).decode()
+# ------------------------------------------------------------------ multi-row statements
+#
+# A batch writes about one run, one timer and one outbox row per transition: each kind goes to
+# the database as ONE statement per batch, its values bound straight through the driver, with
+# no SQLAlchemy processing per row. SQLite gets multi-row `VALUES` lists in power-of-two chunks
+# (a handful of distinct statement texts, all in the driver's cache; one C call each, where
+# executemany would hand the GIL back and forth with the event loop once per row). PostgreSQL
+# gets the whole batch as one JSON array that `jsonb_array_elements` unpacks in C (psycopg
+# would otherwise adapt, and the server parse and plan, every row on its own). Statement texts
+# are built from table and column names only, never from input (hence the S608 waivers).
+
+#: Rows per SQLite statement at most (well under its 32,766 variables for any table here).
+_SQLITE_CHUNK = 512
 
 
-_JSON_COLUMNS = frozenset({"state", "payload"})
+def _chunks(count: int) -> list[tuple[int, int]]:
+    """(start, size) of the power-of-two parts `count` rows are written in on SQLite."""
+    parts: list[tuple[int, int]] = []
+    start = 0
+    while start < count:
+        size = min(_SQLITE_CHUNK, 1 << ((count - start).bit_length() - 1))
+        parts.append((start, size))
+        start += size
+    return parts
 
 
-async def _bulk_insert(
-    conn: AsyncConnection, table: sa.Table, rows: Sequence[Mapping[str, Any]], conflict: str = ""
+def _pg_value(column: sa.Column[Any], index: int) -> str:
+    """The expression reading item `index` of a JSON array row `r` as `column`'s type."""
+    kind = column.type
+    if isinstance(kind, sa.JSON):
+        # A JSON null stands for SQL NULL, as when the value was bound as None.
+        return f"NULLIF(r->{index}, 'null'::jsonb)" if column.nullable else f"r->{index}"
+    if isinstance(kind, sa.BigInteger):
+        return f"(r->>{index})::bigint"
+    if isinstance(kind, sa.SmallInteger):
+        return f"(r->>{index})::smallint"
+    if isinstance(kind, sa.Integer):
+        return f"(r->>{index})::integer"
+    if isinstance(kind, sa.Boolean):
+        return f"(r->>{index})::boolean"
+    return f"r->>{index}"
+
+
+class _Rows:
+    """Rows of some columns of a table, bound for one multi-row statement per database."""
+
+    def __init__(self, table: sa.Table, columns: Sequence[str]) -> None:
+        self.table = table
+        self.columns = tuple(columns)
+        self.names = ", ".join(self.columns)
+        self._json = tuple(
+            i for i, name in enumerate(self.columns) if isinstance(table.c[name].type, sa.JSON)
+        )
+        #: The rows as a relation on PostgreSQL, in array order (one `%s`: the JSON array).
+        values = ", ".join(_pg_value(table.c[name], i) for i, name in enumerate(self.columns))
+        self.pg_select = (
+            f"SELECT {values} "  # noqa: S608
+            "FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS g(r, n) ORDER BY n"
+        )
+        self._row_marks = "(" + ", ".join("?" for _ in self.columns) + ")"
+        self._sqlite_values: dict[int, str] = {}
+
+    def sqlite_values(self, rows: int) -> str:
+        """`VALUES (?, ...), ...` for `rows` rows."""
+        found = self._sqlite_values.get(rows)
+        if found is None:
+            found = self._sqlite_values[rows] = "VALUES " + ", ".join([self._row_marks] * rows)
+        return found
+
+    def pg_parameter(self, rows: Sequence[Sequence[Any]]) -> tuple[str]:
+        """The one parameter of the PostgreSQL statement: the rows as a JSON array."""
+        return (orjson.dumps(rows).decode(),)
+
+    def sqlite_parameters(self, rows: Sequence[Sequence[Any]]) -> tuple[Any, ...]:
+        """The flat parameters of a SQLite `VALUES` list (JSON columns serialised here)."""
+        if not self._json:
+            return tuple(itertools.chain.from_iterable(rows))
+        flat: list[Any] = []
+        json_at = self._json
+        for row in rows:
+            values = list(row)
+            for i in json_at:
+                value = values[i]
+                values[i] = None if value is None else orjson.dumps(value).decode()
+            flat.extend(values)
+        return tuple(flat)
+
+
+@functools.cache
+def _rows(table: sa.Table, columns: tuple[str, ...]) -> _Rows:
+    return _Rows(table, columns)
+
+
+async def insert_rows(
+    conn: AsyncConnection,
+    table: sa.Table,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    conflict: str = "",
 ) -> None:
-    """INSERT many rows of `table` straight through the driver (JSON columns serialised here)."""
+    """INSERT `rows` (values in `columns` order, JSON columns as Python values) in one
+    statement per database (a few on SQLite for big batches), in the order given."""
     if not rows:
         return
-    postgres = conn.dialect.name == "postgresql"
-    columns = list(rows[0])
-    marks = ", ".join(
-        ("%s::jsonb" if name in _JSON_COLUMNS else "%s") if postgres else "?" for name in columns
-    )
-    sql = (
-        f"INSERT INTO {table.name} ({', '.join(columns)}) "  # noqa: S608 - names, not input
-        f"VALUES ({marks}) {conflict}"
-    )
-    await conn.exec_driver_sql(
-        sql,
-        [
-            tuple(_json_text(row[c]) if c in _JSON_COLUMNS else row[c] for c in columns)
-            for row in rows
-        ],
-    )
+    shape = _rows(table, tuple(columns))
+    head = f"INSERT INTO {table.name} ({shape.names}) "
+    if conn.dialect.name == "postgresql":
+        await conn.exec_driver_sql(f"{head}{shape.pg_select} {conflict}", shape.pg_parameter(rows))
+        return
+    for start, size in _chunks(len(rows)):
+        part = rows[start : start + size]
+        await conn.exec_driver_sql(
+            f"{head}{shape.sqlite_values(size)} {conflict}", shape.sqlite_parameters(part)
+        )
+
+
+async def _with_rows(
+    conn: AsyncConnection,
+    table: sa.Table,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    statement: str,
+) -> None:
+    """Run `statement` (which reads the CTE `v` of `columns`) over `rows`."""
+    if not rows:
+        return
+    shape = _rows(table, tuple(columns))
+    head = f"WITH v ({shape.names}) AS "
+    if conn.dialect.name == "postgresql":
+        await conn.exec_driver_sql(
+            f"{head}({shape.pg_select}) {statement}", shape.pg_parameter(rows)
+        )
+        return
+    for start, size in _chunks(len(rows)):
+        part = rows[start : start + size]
+        await conn.exec_driver_sql(
+            f"{head}({shape.sqlite_values(size)}) {statement}", shape.sqlite_parameters(part)
+        )
+
+
+async def _insert_dicts(
+    conn: AsyncConnection, table: sa.Table, rows: Sequence[Mapping[str, Any]], conflict: str = ""
+) -> None:
+    """INSERT rows given as column → value mappings (all with the keys of the first)."""
+    if not rows:
+        return
+    columns = tuple(rows[0])
+    pick = operator.itemgetter(*columns)
+    await insert_rows(conn, table, columns, [pick(row) for row in rows], conflict)
+
+
+_RUN_UPDATE = ("run_id", "status", "node_id", "state", "updated_ms")
+_UPDATE_RUNS = (
+    f"UPDATE {runs.name} SET status = v.status, node_id = v.node_id, "  # noqa: S608
+    f"state = v.state, updated_ms = v.updated_ms FROM v WHERE {runs.name}.run_id = v.run_id"
+)
+_LISTENER_KEY = ("workspace_id", "profile_id", "kind", "name", "run_id")
+_DELETE_LISTENERS = (
+    f"DELETE FROM {run_listeners.name} WHERE ({', '.join(_LISTENER_KEY)}) IN "  # noqa: S608
+    f"(SELECT {', '.join(_LISTENER_KEY)} FROM v)"
+)
+_UPSERT_LISTENERS = (
+    f"ON CONFLICT ({', '.join(_LISTENER_KEY)}) DO UPDATE SET until_ms = excluded.until_ms"
+)
+_ROLLUP_KEY = ("workspace_id", "journey_key", "version", "node_id", "metric")
+_UPSERT_ROLLUPS = (
+    f"ON CONFLICT ({', '.join(_ROLLUP_KEY)}) "
+    f"DO UPDATE SET count = {journey_rollups.name}.count + excluded.count"
+)
+_CANCEL_TIMERS = f"DELETE FROM {timers.name} WHERE kind = 'run' AND owner IN (SELECT owner FROM v)"  # noqa: S608
 
 
 async def write_changes(conn: AsyncConnection, changes: JourneyChanges, partitions: int) -> None:
-    """Apply everything a batch of transitions produced, on the caller's transaction.
+    """Apply everything a batch of transitions produced, on the caller's transaction: one
+    multi-row statement per kind of row.
 
     Rows are written in a fixed order (sorted keys), so two transactions touching the same
     rollups or runs lock them in the same order and never deadlock each other.
     """
-    # The hot rows (one run, timer and request per transition) go to the driver with their
-    # JSON already serialised: SQLAlchemy's per-row processing would cost more than the SQL.
     if changes.new_runs:
-        await _bulk_insert(conn, runs, [changes.new_runs[k] for k in sorted(changes.new_runs)])
+        await _insert_dicts(conn, runs, [changes.new_runs[k] for k in sorted(changes.new_runs)])
     if changes.updated_runs:
-        json_mark = "%s::jsonb" if conn.dialect.name == "postgresql" else "?"
-        mark = "%s" if conn.dialect.name == "postgresql" else "?"
-        await conn.exec_driver_sql(
-            f"UPDATE {runs.name} SET status = {mark}, node_id = {mark}, "  # noqa: S608
-            f"state = {json_mark}, updated_ms = {mark} WHERE run_id = {mark}",
-            [
-                (
-                    row["status"],
-                    row["node_id"],
-                    _json_text(row["state"]),
-                    row["updated_ms"],
-                    run_id,
-                )
-                for run_id, row in sorted(changes.updated_runs.items())
-            ],
-        )
+        pick = operator.itemgetter(*_RUN_UPDATE)
+        rows = [pick(changes.updated_runs[k]) for k in sorted(changes.updated_runs)]
+        await _with_rows(conn, runs, _RUN_UPDATE, rows, _UPDATE_RUNS)
     if changes.cancelled_timers:
-        for part in slices(sorted(changes.cancelled_timers)):
-            await conn.execute(
-                timers.delete().where(timers.c.owner.in_(part), timers.c.kind == "run")
-            )
+        owners = [(owner,) for owner in sorted(changes.cancelled_timers)]
+        await _with_rows(conn, timers, ("owner",), owners, _CANCEL_TIMERS)
     if changes.timers:
-        await _bulk_insert(
+        await _insert_dicts(
             conn,
             timers,
             [changes.timers[k] for k in sorted(changes.timers)],
             "ON CONFLICT DO NOTHING",
         )
     if changes.outbox:
-        await _bulk_insert(
+        await _insert_dicts(
             conn,
             outbox,
             sorted(changes.outbox, key=lambda row: str(row["idempotency_key"])),
             "ON CONFLICT (idempotency_key) DO NOTHING",
         )
     if changes.listeners_removed:
-        await conn.execute(
-            run_listeners.delete().where(
-                run_listeners.c.workspace_id == sa.bindparam("b_ws"),
-                run_listeners.c.profile_id == sa.bindparam("b_profile"),
-                run_listeners.c.kind == sa.bindparam("b_kind"),
-                run_listeners.c.name == sa.bindparam("b_name"),
-                run_listeners.c.run_id == sa.bindparam("b_run"),
-            ),
-            [
-                {"b_ws": w, "b_profile": p, "b_kind": k, "b_name": n, "b_run": r}
-                for w, p, k, n, r in sorted(changes.listeners_removed)
-            ],
+        await _with_rows(
+            conn,
+            run_listeners,
+            _LISTENER_KEY,
+            sorted(changes.listeners_removed),
+            _DELETE_LISTENERS,
         )
     if changes.listeners_added:
-        statement = insert_for(conn, run_listeners)
-        statement = statement.on_conflict_do_update(
-            index_elements=[c.name for c in run_listeners.primary_key.columns],
-            set_={"until_ms": statement.excluded.until_ms},
-        )
-        await conn.execute(
-            statement,
-            [
-                {
-                    "workspace_id": w,
-                    "profile_id": p,
-                    "kind": k,
-                    "name": n,
-                    "run_id": r,
-                    "until_ms": until,
-                }
-                for (w, p, k, n, r), until in sorted(changes.listeners_added.items())
-            ],
+        await insert_rows(
+            conn,
+            run_listeners,
+            (*_LISTENER_KEY, "until_ms"),
+            [(*key, until) for key, until in sorted(changes.listeners_added.items())],
+            _UPSERT_LISTENERS,
         )
     if changes.trait_changes:
         await _change_traits(conn, changes.trait_changes)
@@ -198,24 +307,12 @@ async def write_changes(conn: AsyncConnection, changes: JourneyChanges, partitio
         await append_internal(conn, changes.internal_events, partitions)
     counts = sorted((key, n) for key, n in changes.rollups.items() if n)
     if counts:
-        statement = insert_for(conn, journey_rollups)
-        statement = statement.on_conflict_do_update(
-            index_elements=[c.name for c in journey_rollups.primary_key.columns],
-            set_={"count": journey_rollups.c.count + statement.excluded.count},
-        )
-        await conn.execute(
-            statement,
-            [
-                {
-                    "workspace_id": w,
-                    "journey_key": k,
-                    "version": v,
-                    "node_id": n,
-                    "metric": m,
-                    "count": count,
-                }
-                for (w, k, v, n, m), count in counts
-            ],
+        await insert_rows(
+            conn,
+            journey_rollups,
+            (*_ROLLUP_KEY, "count"),
+            [(*key, n) for key, n in counts],
+            _UPSERT_ROLLUPS,
         )
 
 
@@ -256,7 +353,9 @@ async def _change_traits(
 async def append_internal(
     conn: AsyncConnection, items: Sequence[InternalEvent], partitions: int
 ) -> None:
-    """Log internal events on the caller's transaction, on their person's partition.
+    """Log internal events on the caller's transaction, on their person's partition, in one
+    multi-row statement (`insert_rows`, in the order given, so `seq` follows it); a duplicate
+    message id is skipped.
 
     On PostgreSQL this takes the log's append lock (as every appender does) so that `seq`
     values commit in order; it is held until the caller's transaction ends.
@@ -266,13 +365,22 @@ async def append_internal(
     if conn.dialect.name == "postgresql":
         await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(LOG_LOCK_KEY)))
     rows = []
+    # A batch holds many events of one person and of one moment: hash and format each once.
+    partition_of: dict[str, int] = {}
+    instants: dict[int, str] = {}
     for item in items:
         key = item.user_id or item.anonymous_id or item.profile_id
+        partition = partition_of.get(key)
+        if partition is None:
+            partition = partition_of[key] = partition_for(key, partitions)
+        instant = instants.get(item.timestamp_ms)
+        if instant is None:
+            instant = instants[item.timestamp_ms] = format_instant(item.timestamp_ms)
         payload: dict[str, Any] = {
             "type": INTERNAL,
             "event": item.event,
             "messageId": item.message_id,
-            "timestamp": format_instant(item.timestamp_ms),
+            "timestamp": instant,
             "properties": dict(item.properties),
         }
         if item.user_id:
@@ -282,21 +390,38 @@ async def append_internal(
         if item.context:
             payload["context"] = {"legato": dict(item.context)}
         rows.append(
-            {
-                "workspace_id": item.workspace_id,
-                "message_id": item.message_id,
-                "partition": partition_for(key, partitions),
-                "type": INTERNAL,
-                "event": item.event,
-                "user_id": item.user_id,
-                "anonymous_id": item.anonymous_id,
-                "profile_id": item.profile_id,
-                "timestamp_ms": item.timestamp_ms,
-                "received_ms": item.timestamp_ms,
-                "payload": payload,
-            }
+            (
+                item.workspace_id,
+                item.message_id,
+                partition,
+                INTERNAL,
+                item.event,
+                item.user_id,
+                item.anonymous_id,
+                item.profile_id,
+                item.timestamp_ms,
+                item.timestamp_ms,
+                payload,
+            )
         )
-    await conn.execute(insert_for(conn, events).on_conflict_do_nothing(), rows)
+    await insert_rows(
+        conn, events, _INTERNAL_COLUMNS, rows, "ON CONFLICT (workspace_id, message_id) DO NOTHING"
+    )
+
+
+_INTERNAL_COLUMNS = (
+    "workspace_id",
+    "message_id",
+    "partition",
+    "type",
+    "event",
+    "user_id",
+    "anonymous_id",
+    "profile_id",
+    "timestamp_ms",
+    "received_ms",
+    "payload",
+)
 
 
 def apply_trait_change(draft: ProfileDraft, change: TraitChange) -> None:

@@ -3,15 +3,16 @@
 Declared on the shared `legato.store.tables.metadata`; migration `0002_segments` creates
 exactly these. The SQL condition compiler (`conditions_sql`) reads `segment_members` and
 `computed_trait_values`; the segment runtime writes them. Membership history needs no table:
-every change is a `Segment Entered` / `Segment Exited` event in the log. The two statement
-helpers at the end are how the stores of these tables write many rows at once.
+every change is a `Segment Entered` / `Segment Exited` event in the log. The index of
+`events` by (profile, name, time) is declared here (migration `0006_events_by_profile_event`):
+the segment stage is what reads events that way.
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
-from legato.store.tables import Id, Json, metadata
+from legato.store.tables import Id, Json, events, metadata
 
 Key = sa.String(100)
 
@@ -85,4 +86,9 @@ computed_trait_values = sa.Table(
     sa.Column("updated_ms", sa.BigInteger, nullable=False),
     sa.Index("ix_computed_trait_values_workspace_profile", "workspace_id", "profile_id"),
     sa.Index("ix_computed_trait_values_due", "due_ms"),
+)
+
+# The events of some names of some people (`MembershipStore.facts`), read from the index alone.
+ix_events_profile_event_time = sa.Index(
+    "ix_events_profile_event_time", events.c.profile_id, events.c.event, events.c.timestamp_ms
 )

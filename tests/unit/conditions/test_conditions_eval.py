@@ -458,6 +458,19 @@ REFERENCES = [
         {"random_bucket": {"percent": 5}},
         References(frozenset(), frozenset(), frozenset(), frozenset(), False),
     ),
+    (
+        # Only A's properties are read: B's events are loaded for their timestamps alone.
+        {
+            "all": [
+                {"event": "A", "where": [{"property": "revenue", "gt": 10}]},
+                {"event": "B", "count": {"gte": 2}},
+                {"event": "A"},
+            ]
+        },
+        References(
+            frozenset({"A", "B"}), frozenset(), frozenset(), frozenset(), True, frozenset({"A"})
+        ),
+    ),
 ]
 
 

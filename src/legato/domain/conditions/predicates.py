@@ -293,6 +293,8 @@ def _timestamps(events: Sequence[EventFact], plan: _EventPlan, now: int) -> list
         floor = now - plan.lookback_ms
     start = 0 if floor is None else bisect_left(events, floor, key=_timestamp)
     keep, upper = plan.keep, plan.upper_ms
+    if keep is None and upper is None:  # the usual case: no filter, no `between` end
+        return [event.timestamp_ms for event in events[start:]]
     stamps: list[int] = []
     for index in range(start, len(events)):
         event = events[index]
@@ -325,7 +327,8 @@ class References:
 
     `traits` holds top-level trait keys (`address` for `address.city`). `uses_time` is True
     when the value can change with time alone: relative windows, and any event condition
-    (an event may carry a future timestamp).
+    (an event may carry a future timestamp). `filtered_events`: the event names whose
+    properties some `where` filter reads (the others are read for their timestamps alone).
     """
 
     events: frozenset[str]
@@ -333,6 +336,7 @@ class References:
     computed_traits: frozenset[str]
     segments: frozenset[str]
     uses_time: bool
+    filtered_events: frozenset[str] = frozenset()
 
 
 def references(cond: ConditionNode) -> References:
@@ -341,10 +345,13 @@ def references(cond: ConditionNode) -> References:
     traits: set[str] = set()
     computed: set[str] = set()
     segments: set[str] = set()
+    filtered: set[str] = set()
     uses_time = False
     for _, node in walk(cond):
         if isinstance(node, EventCondition):
             events.add(node.event)
+            if node.where:
+                filtered.add(node.event)
             uses_time = True
         elif isinstance(node, TraitCondition):
             traits.add(node.trait.split(".", 1)[0])
@@ -355,7 +362,12 @@ def references(cond: ConditionNode) -> References:
         elif isinstance(node, SegmentCondition):
             segments.add(node.segment)
     return References(
-        frozenset(events), frozenset(traits), frozenset(computed), frozenset(segments), uses_time
+        frozenset(events),
+        frozenset(traits),
+        frozenset(computed),
+        frozenset(segments),
+        uses_time,
+        frozenset(filtered),
     )
 
 

@@ -13,7 +13,6 @@ This module never does I/O, never reads the clock and never draws random numbers
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -475,33 +474,63 @@ class _Step:
         status: RunStatus = self.status
         if status == "active":
             raise AssertionError("a step always ends waiting or finished")
-        run = dataclasses.replace(
-            self.run,
-            status=status,
-            node_id=self.node_id,
-            data=self.data,
-            visits=self.visits,
-            wait_deadline_ms=self.wait_deadline_ms,
-            recheck_ms=self.recheck_ms,
-            converted_ms=self.converted_ms,
-            exited_ms=self.exited_ms,
-            exit_reason=self.exit_reason,
-            updated_ms=self.now,
-        )
+        before = self.run
         if (
             not self.new
             and not self.effects
-            and dataclasses.replace(run, updated_ms=self.run.updated_ms) == self.run
+            and (
+                status,
+                self.node_id,
+                self.data,
+                self.visits,
+                self.wait_deadline_ms,
+                self.recheck_ms,
+                self.converted_ms,
+                self.exited_ms,
+                self.exit_reason,
+            )
+            == (
+                before.status,
+                before.node_id,
+                before.data,
+                before.visits,
+                before.wait_deadline_ms,
+                before.recheck_ms,
+                before.converted_ms,
+                before.exited_ms,
+                before.exit_reason,
+            )
         ):
-            return Transition(self.run, (), changed=False)
-        before = frozenset() if self.new else self.run.timers()
+            return Transition(before, (), changed=False)
+        # The constructor, not dataclasses.replace: this runs once per transition.
+        run = Run(
+            before.run_id,
+            before.journey_key,
+            before.version,
+            before.profile_id,
+            before.entry_key,
+            status,
+            self.node_id,
+            before.trigger,
+            before.entered_ms,
+            self.now,
+            self.data,
+            self.visits,
+            self.wait_deadline_ms,
+            self.recheck_ms,
+            before.goal_deadline_ms,
+            self.converted_ms,
+            self.exited_ms,
+            self.exit_reason,
+        )
+        expected = frozenset() if self.new else before.timers()
         after = run.timers()
         timers: list[Effect] = []
-        if before - after:
+        if expected - after:
             timers.append(CancelTimers())
             timers.extend(ScheduleTimer(name, due) for name, due in sorted(after))
         else:
-            timers.extend(ScheduleTimer(name, due) for name, due in sorted(after - before))
+            timers.extend(ScheduleTimer(name, due) for name, due in sorted(after - expected))
         return Transition(run, (*self.effects, *timers))
 
     # -- node helpers -------------------------------------------------------------------------

@@ -134,16 +134,31 @@ class Run:
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Run:
         """The run `to_dict` wrote."""
+        # Positional, with no intermediate dict: the timer worker reads a run per transition.
         trigger = raw["trigger"]
-        values = dict(raw)
-        values["trigger"] = EventFact(
-            name=trigger["name"],
-            timestamp_ms=int(trigger["timestamp_ms"]),
-            properties=dict(trigger.get("properties") or {}),
+        visits = raw.get("visits")
+        return cls(
+            raw["run_id"],
+            raw["journey_key"],
+            raw["version"],
+            raw["profile_id"],
+            raw["entry_key"],
+            raw["status"],
+            raw["node_id"],
+            EventFact(
+                trigger["name"], int(trigger["timestamp_ms"]), dict(trigger.get("properties") or {})
+            ),
+            raw["entered_ms"],
+            raw["updated_ms"],
+            dict(raw.get("data") or {}),
+            {str(k): int(v) for k, v in visits.items()} if visits else {},
+            raw.get("wait_deadline_ms"),
+            raw.get("recheck_ms"),
+            raw.get("goal_deadline_ms"),
+            raw.get("converted_ms"),
+            raw.get("exited_ms"),
+            raw.get("exit_reason"),
         )
-        values["data"] = dict(raw.get("data") or {})
-        values["visits"] = {str(k): int(v) for k, v in (raw.get("visits") or {}).items()}
-        return cls(**values)
 
 
 class _Missing:
