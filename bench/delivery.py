@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import dataclasses
 import os
 import socket
 import subprocess
@@ -336,6 +337,9 @@ async def run_one(
             delivery_concurrency=args.concurrency,
         )
     )
+    if args.lanes:
+        # Batches worked at once by the one worker (DeliveryOptions.lanes; not a setting).
+        legato.delivery.options = dataclasses.replace(legato.delivery.options, lanes=args.lanes)
     await asyncio.to_thread(legato.migrate)
     created = await legato.workspaces.create(f"bench-{uuid.uuid4().hex[:6]}", T0)
     ws = created.workspace.id
@@ -425,6 +429,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
+    parser.add_argument("--lanes", type=int, default=0, help="worker lanes (0: its default)")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 

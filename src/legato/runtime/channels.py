@@ -249,7 +249,7 @@ class DeliveryConfig:
         if kind == "channel":
             await self._check_channel(body)
         elif kind == "template":
-            await self._prepare(
+            await self.prepare_template(
                 workspace_id,
                 body,
                 channels=(declared or {}).get("Channel", frozenset()),
@@ -306,7 +306,7 @@ class DeliveryConfig:
         """Check and prepare a `Template` document (422 with line and column on Liquid syntax
         errors), then save it. `topics` may name topics about to be saved."""
         body = _document(document, "template")
-        entry = await self._prepare(workspace_id, body, topics=topics)
+        entry = await self.prepare_template(workspace_id, body, topics=topics)
         assert entry is not None
         version = await self.store.save(
             "template",
@@ -322,7 +322,7 @@ class DeliveryConfig:
         self.invalidate(workspace_id)
         return {"kind": "Template", "key": entry.key, "channel": entry.channel, "version": version}
 
-    async def _prepare(
+    async def prepare_template(
         self,
         workspace_id: str,
         body: dict[str, Any],

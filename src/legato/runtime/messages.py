@@ -169,7 +169,7 @@ class Messages:
             body = {"kind": "Template", **draft}
             body.setdefault("key", template or DRAFT_KEY)
             # The checks and preparation of saving (`DeliveryConfig.save_template`), unsaved.
-            entry = await self.config._prepare(workspace_id, body)
+            entry = await self.config.prepare_template(workspace_id, body)
             assert entry is not None  # None only for a channel declared in the same file
             template = entry.key
         else:

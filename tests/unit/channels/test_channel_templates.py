@@ -281,3 +281,50 @@ def test_parsed_templates_are_cached_by_source() -> None:
 )
 def test_html_to_text(html: str, text: str) -> None:
     assert html_to_text(html) == text
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "expected"),
+    [
+        ("{% assign x = 'one' %}{{ x }}", "[{{ x }}]", ("one", "[]")),
+        ("{% capture x %}one{% endcapture %}{{ x }}", "[{{ x }}]", ("one", "[]")),
+        ("{% increment n %}{% increment n %}", "{% increment n %}", ("01", "0")),
+        ("{% decrement n %}", "{% increment n %}", ("-1", "0")),
+        ("{% cycle 'a', 'b' %}", "{% cycle 'a', 'b' %}", ("a", "a")),
+        ("{% ifchanged %}same{% endifchanged %}", "{% ifchanged %}same{% endifchanged %}",
+         ("same", "same")),
+        (
+            "{% for i in items limit: 2 %}{{ i }}{% endfor %}",
+            "{% for i in items offset: continue %}{{ i }}{% endfor %}",
+            ("12", "123"),
+        ),
+        ("{{ 1 | divided_by: 0 | default: 'x' }}", "[{{ x }}]", None),
+    ],
+)  # fmt: skip
+def test_no_field_sees_what_another_field_left(
+    first: str, second: str, expected: tuple[str, str] | None
+) -> None:
+    # The fields of one message share a Liquid context only while each leaves it untouched:
+    # every field renders as if alone, whatever comes before it.
+    doc = {"key": "t", "channel": "push", "title": first, "body": second, "url": second}
+    prepared = prepare(doc)
+    renderer = TemplateRenderer()
+    if expected is None:
+        with pytest.raises(TemplateRenderError) as caught:
+            renderer.render(prepared, {"items": [1, 2, 3]})
+        assert caught.value.details["path"] == "title"
+        return
+    for _ in range(2):  # the second time, parsed templates come from the cache
+        content = renderer.render(prepared, {"items": [1, 2, 3]}).content
+        assert isinstance(content, PushContent)
+        assert (content.title, content.body, content.url) == (*expected, expected[1])
+
+
+def test_limits_apply_to_each_field_alone() -> None:
+    loop = "{% for a in (1..90) %}{% for b in (1..100) %}{% endfor %}{% endfor %}ok"
+    big = "{% for a in (1..9) %}{{ big }}{% endfor %}"
+    prepared = prepare({"key": "t", "channel": "push", "title": loop, "body": big, "url": loop})
+    renderer = TemplateRenderer(TemplateLimits(loop_iterations=10_000, output_bytes=50_000))
+    content = renderer.render(prepared, {"big": "x" * 5000}).content
+    assert isinstance(content, PushContent)
+    assert (content.title, content.url, len(content.body)) == ("ok", "ok", 45_000)
