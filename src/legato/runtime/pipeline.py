@@ -8,8 +8,9 @@ after a restart each event is applied exactly once, in log order per partition.
 
 Failures are sorted (`store.log.classify_failure`): races are retried, a broken database stops
 the worker (the supervisor restarts it), and an event a stage cannot apply is isolated — the
-step's partitions are retried apart, the refused chunk one event per transaction, and the event that still fails is recorded with
-the reason (in `rejected_messages`) while the partition moves on. Never composes SQL.
+step's partitions are retried apart, the refused chunk one event per transaction, and the
+event that still fails is recorded with the reason (in `rejected_messages`) while the
+partition moves on. Never composes SQL.
 """
 
 from __future__ import annotations

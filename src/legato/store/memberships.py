@@ -26,6 +26,7 @@ from legato.store.conditions_sql import (
 )
 from legato.store.database import Database, insert_for, slices
 from legato.store.definitions import DefinitionQueries, StoredDefinition
+from legato.store.profile_state import Sql, driver_rows, json_text, json_value
 from legato.store.segments import computed_trait_values, segment_members, segment_rechecks
 from legato.store.tables import events, identities, profiles
 
@@ -70,15 +71,8 @@ class MembershipStore(DefinitionQueries, ComputedValueQueries):
         `with_properties` (None: all do); the others are read for their timestamps alone."""
         people = sorted(set(profile_ids))
         names = sorted(set(event_names))
-        read_properties: Any = events.c.payload["properties"]
-        if with_properties is not None:
-            # Reading properties means parsing every payload: only where a filter needs them.
-            filtered = sorted(set(with_properties) & set(names))
-            read_properties = (
-                sa.case((events.c.event.in_(filtered), read_properties), else_=sa.null())
-                if filtered
-                else sa.null()
-            )
+        # Properties mean parsing every payload: read only where a filter needs them.
+        filtered = sorted(set(names if with_properties is None else with_properties) & set(names))
         timed = sorted(set(recheck_keys))
         found = {p: Facts() for p in people}
         for part in slices(people):
@@ -129,21 +123,21 @@ class MembershipStore(DefinitionQueries, ComputedValueQueries):
                     found[profile_id].computed_traits[key] = decoded(value)
             if not names:
                 continue
-            for profile_id, name, seq, at_ms, properties in await conn.execute(
-                sa.select(
-                    events.c.profile_id,
-                    events.c.event,
-                    events.c.seq,
-                    events.c.timestamp_ms,
-                    read_properties.label("properties"),
-                )
-                .where(
-                    events.c.profile_id.in_(part),
-                    events.c.event.in_(names),
-                    sa.true() if upto_seq is None else events.c.seq <= upto_seq,
-                )
-                .order_by(events.c.timestamp_ms, events.c.seq)
-            ):
+            # Often thousands of rows per chunk: by the driver, without SQLAlchemy's per-row
+            # result processing (it cost more than the query itself, measured).
+            rows = await driver_rows(
+                conn,
+                _EVENTS_WITH_PROPERTIES if filtered else _EVENTS_OF,
+                (
+                    *((json_text(filtered),) if filtered else ()),
+                    json_text(part),
+                    json_text(names),
+                    _NO_LIMIT if upto_seq is None else upto_seq,
+                ),
+            )
+            for profile_id, name, seq, at_ms, properties in rows:
+                if properties is not None:
+                    properties = json_value(properties)
                 found[profile_id].events.setdefault(name, []).append(
                     (
                         seq,
@@ -450,6 +444,37 @@ class MembershipStore(DefinitionQueries, ComputedValueQueries):
             found.update(str(p) for (p,) in rows)
         return found
 
+
+#: `seq <= ?` when every logged event is wanted (the largest int8).
+_NO_LIMIT = 2**63 - 1
+
+
+def _events_of(properties: Sql) -> Sql:
+    # Events of some names of some people, up to a log offset; the (profile_id, event,
+    # timestamp_ms) index answers it (index-only on SQLite without properties).
+    return Sql(
+        f"SELECT profile_id, event, seq, timestamp_ms, {properties.sqlite} FROM {events.name} "  # noqa: S608
+        "WHERE profile_id IN (SELECT value FROM json_each(?)) "
+        "AND event IN (SELECT value FROM json_each(?)) AND seq <= ? "
+        "ORDER BY timestamp_ms, seq",
+        f"SELECT profile_id, event, seq, timestamp_ms, {properties.postgresql} "  # noqa: S608
+        f"FROM {events.name} "
+        "WHERE profile_id = ANY(ARRAY(SELECT jsonb_array_elements_text(%s::jsonb))) "
+        "AND event = ANY(ARRAY(SELECT jsonb_array_elements_text(%s::jsonb))) AND seq <= %s "
+        "ORDER BY timestamp_ms, seq",
+    )
+
+
+_EVENTS_OF = _events_of(Sql("NULL", "NULL"))
+#: The same, with the properties (JSON text) of the events whose name is in the first parameter.
+_EVENTS_WITH_PROPERTIES = _events_of(
+    Sql(
+        "CASE WHEN event IN (SELECT value FROM json_each(?)) "
+        "THEN json_quote(json_extract(payload, '$.properties')) END",
+        "CASE WHEN event = ANY(ARRAY(SELECT jsonb_array_elements_text(%s::jsonb))) "
+        "THEN (payload->'properties')::text END",
+    )
+)
 
 _SQLITE_MEMBERS_OF = sa.text(
     f"SELECT profile_id, segment_key FROM {segment_members.name} "  # noqa: S608
