@@ -32,9 +32,11 @@ waiting for answers. Latency is from the event's acceptance (`received_ms`, stam
 log commit that precedes the 200 happens) to the send request in the outbox (`created_ms`).
 The baseline, measured in the same run, is the client's own round trip for the 200 (durable
 acceptance): the ratio says how much later than its acknowledgement an event has produced its
-send request. With `--breakdown` the server runs with timing probes and the script prints where
-the time goes: the ingest group commit, accepted → read by the pipeline, events per chunk, the
-chunk transaction and each stage's share of it.
+send request; it also prints the server's CPU per event (all its work: HTTP, ingest, pipeline,
+timers, delivery), which load changes less than wall time. With `--breakdown` the server runs
+with timing probes and the script prints where the time goes: the ingest group commit,
+accepted → read by the pipeline, events per pipeline step, the step's transaction and each
+stage's share of it.
 
 `timers`, `steady` and `events` run with the interpreter settings `legato serve` uses (the
 start-up heap frozen out of the cyclic GC, fewer collections).
@@ -474,7 +476,7 @@ async def events_run(kind: str, rate: int, seconds: float) -> dict[str, float]:
 def probed_serve(argv: list[str]) -> None:
     """`legato serve` with timing probes (`serve --breakdown`): where accepted → outbox goes.
 
-    Wraps, in this process only: the ingest group commit, the pipeline's log reads and chunk
+    Wraps, in this process only: the ingest group commit, the pipeline's log reads and step
     transactions, and every stage's `process`. On SIGUSR1 it writes what it measured as JSON
     to $LEGATO_BENCH_PROBE and exits.
     """
@@ -511,7 +513,7 @@ def probed_serve(argv: list[str]) -> None:
 
     apply = pipeline.Pipeline._apply
 
-    async def timed_apply(self: Any, partition: int, offset: int, rows: Any) -> int:
+    async def timed_apply(self: Any, chunks: Any) -> int:
         for stage in self.stages:
             if not hasattr(stage, "_untimed"):
                 stage._untimed = stage.process
@@ -523,12 +525,12 @@ def probed_serve(argv: list[str]) -> None:
 
                 stage.process = process
         began = ms()
-        done = await apply(self, partition, offset, rows)
-        seen["chunk"].append((ms() - began, len(rows)))
+        done = await apply(self, chunks)
+        seen["chunk"].append((ms() - began, sum(len(chunk.rows) for chunk in chunks)))
         return done
 
     ingest.GroupCommitWriter._commit = timed_commit  # type: ignore[method-assign]
-    LogConsumer.read = timed_read  # type: ignore[method-assign]
+    LogConsumer.read = timed_read  # type: ignore[method-assign,assignment]
     pipeline.Pipeline._apply = timed_apply  # type: ignore[method-assign]
 
     def dump(*_: Any) -> None:
@@ -555,12 +557,18 @@ def breakdown(path: Path) -> list[str]:
         line("ingest group commit, ms", [d for d, _ in seen["commit"]]),
         line("events per ingest commit", [n for _, n in seen["commit"]]),
         line("accepted -> read by the pipeline, ms", [a for ages in seen["read"] for a in ages]),
-        line("events per chunk (one partition)", [n for _, n in seen["chunk"]]),
-        line("chunk transaction (all stages + commit), ms", [d for d, _ in seen["chunk"]]),
+        line("events per step (all partitions held)", [n for _, n in seen["chunk"]]),
+        line("step transaction (all stages + commit), ms", [d for d, _ in seen["chunk"]]),
     ]
     for key in sorted(k for k in seen if k.startswith("stage:")):
-        lines.append(line(f"  stage {key[6:]}, ms per chunk", seen[key]))
+        lines.append(line(f"  stage {key[6:]}, ms per step", seen[key]))
     return lines
+
+
+def _process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _free_port() -> int:
@@ -625,6 +633,7 @@ async def serve_run(
                 await asyncio.sleep(0.1)
             round_trips: list[int] = []
             failures: list[str] = []
+            cpu_before = _process_cpu_s(server.pid)
 
             async def post(batch: list[dict[str, Any]]) -> None:
                 began = time.perf_counter()
@@ -675,6 +684,7 @@ async def serve_run(
                 if done >= sent or time.monotonic() > deadline:
                     break
                 time.sleep(0.2)  # noqa: ASYNC251 - nothing else runs in this loop now
+            server_cpu_s = _process_cpu_s(server.pid) - cpu_before
             with engine.connect() as conn:
                 accepted = {
                     row.message_id: row.received_ms
@@ -701,6 +711,7 @@ async def serve_run(
             "latency_p50_ms": percentile(latencies, 0.5),
             "latency_p99_ms": percentile(latencies, 0.99),
             "latency_max_ms": max(latencies),
+            "server_cpu_us_per_event": server_cpu_s * 1e6 / max(1, sent),
         }
     finally:
         if server is not None:
@@ -793,7 +804,8 @@ def main() -> None:
             f"accepted → outbox p50 {result['latency_p50_ms']} ms, p99 "
             f"{result['latency_p99_ms']} ms, max {result['latency_max_ms']} ms; baseline "
             f"(the 200 itself, client round trip) p50 {result['accept_p50_ms']} ms, p99 "
-            f"{result['accept_p99_ms']} ms; ratio p50 {ratio:.1f}",
+            f"{result['accept_p99_ms']} ms; ratio p50 {ratio:.1f}; server CPU "
+            f"{result['server_cpu_us_per_event']:,.0f} µs per event",
             flush=True,
         )
         if args.breakdown:

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from legato.errors import Conflict, NotFound
 from legato.store.channels import channels, subscription_topics, templates
 from legato.store.database import Database, insert_for
+from legato.store.profile_state import Sql, driver_rows, json_text
 from legato.store.segments import computed_traits, segments
 from legato.store.tables import Id, Json, metadata
 
@@ -211,6 +212,19 @@ def _journey_row(row: Any) -> JourneyRow:
     )
 
 
+# The trigger index as the pipeline reads it: the chunk's event names and segment keys are one
+# JSON parameter each (`= ANY(ARRAY(...))` keeps them index conditions on PostgreSQL).
+_TRIGGERED = Sql(
+    f"SELECT key, version FROM {journeys.name} WHERE workspace_id = ?"  # noqa: S608
+    " AND trigger_event IN (SELECT value FROM json_each(?))"
+    " AND trigger_segment IN (SELECT value FROM json_each(?)) ORDER BY key",
+    f"SELECT key, version FROM {journeys.name} WHERE workspace_id = %s"  # noqa: S608
+    " AND trigger_event = ANY(ARRAY(SELECT jsonb_array_elements_text(%s::jsonb)))"
+    " AND trigger_segment = ANY(ARRAY(SELECT jsonb_array_elements_text(%s::jsonb)))"
+    " ORDER BY key",
+)
+
+
 class JourneyStore:
     """Journey definitions, versions and lifecycle, per workspace."""
 
@@ -397,13 +411,13 @@ class JourneyStore:
         wanted = sorted(set(names))
         if not wanted:
             return []
-        query = sa.select(journeys.c.key, journeys.c.version).where(
-            journeys.c.workspace_id == workspace_id,
-            journeys.c.trigger_event.in_(wanted),
-            journeys.c.trigger_segment.in_(sorted({"", *segments})),
+        # Once per chunk of the pipeline: straight to the driver (see store/profile_state.py).
+        rows = await driver_rows(
+            conn,
+            _TRIGGERED,
+            (workspace_id, json_text(wanted), json_text(sorted({"", *segments}))),
         )
-        rows = await conn.execute(query.order_by(journeys.c.key))
-        return [(row.key, row.version) for row in rows if row.version is not None]
+        return [(key, version) for key, version in rows if version is not None]
 
     async def drop_schedule(self, conn: AsyncConnection, workspace_id: str, key: str) -> None:
         """Delete a journey's pending schedule timers."""

@@ -23,6 +23,7 @@ from legato.domain.pipeline import INTERNAL
 from legato.domain.profiles import ProfileDraft
 from legato.store.events import LOG_LOCK_KEY
 from legato.store.journeys import journey_rollups, outbox, run_listeners, runs, timers
+from legato.store.profile_state import Sql, driver_write
 from legato.store.tables import events, profiles
 
 
@@ -211,16 +212,15 @@ async def _with_rows(
         return
     shape = _rows(table, tuple(columns))
     head = f"WITH v ({shape.names}) AS "
+    # Straight to the driver (no SQLAlchemy result to build: see store/profile_state.py).
     if conn.dialect.name == "postgresql":
-        await conn.exec_driver_sql(
-            f"{head}({shape.pg_select}) {statement}", shape.pg_parameter(rows)
-        )
+        text = f"{head}({shape.pg_select}) {statement}"
+        await driver_write(conn, Sql(text, text), shape.pg_parameter(rows))
         return
     for start, size in _chunks(len(rows)):
         part = rows[start : start + size]
-        await conn.exec_driver_sql(
-            f"{head}({shape.sqlite_values(size)}) {statement}", shape.sqlite_parameters(part)
-        )
+        text = f"{head}({shape.sqlite_values(size)}) {statement}"
+        await driver_write(conn, Sql(text, text), shape.sqlite_parameters(part))
 
 
 async def _insert_dicts(

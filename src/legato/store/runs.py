@@ -12,18 +12,17 @@ the runtime does.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from legato.domain.conditions import EventFact
 from legato.store.database import Database, slices
 from legato.store.journeys import run_listeners, runs, timers
+from legato.store.profile_state import Sql, driver_rows, json_text, json_value
 from legato.store.run_writes import (
     InternalEvent,
     JourneyChanges,
@@ -95,39 +94,87 @@ class ProfileFacts:
     events: dict[str, list[tuple[int, EventFact]]]
 
 
-# The hot reads of the timer worker, straight through the driver (texts built from table and
-# column names only, hence the S608 waivers): JSON comes back as text for orjson to parse.
+# The hot reads of the pipeline's journey stage and of the timer worker, straight through the
+# driver (see store/profile_state.py; texts built from table and column names only, hence the
+# S608 waivers): lists travel as one JSON parameter, JSON comes back as text for orjson.
 _CLAIMED = "owner, name, due_ms, kind, workspace_id, journey_key, version, profile_id"
-_SQLITE_CLAIM = (
+_CLAIM = Sql(
     f"DELETE FROM {timers.name} WHERE (owner, name, due_ms) IN "  # noqa: S608
     f"(SELECT owner, name, due_ms FROM {timers.name} WHERE due_ms <= ? ORDER BY due_ms LIMIT ?) "
-    f"RETURNING {_CLAIMED}, payload"
-)
-# By row address (a TID scan): PostgreSQL planned the key-based form as a hash join over a
-# sequential scan of every waiting timer (90 ms a batch with 100,000 waiting).
-_PG_CLAIM = (
+    f"RETURNING {_CLAIMED}, payload",
+    # By row address (a TID scan): PostgreSQL planned the key-based form as a hash join over a
+    # sequential scan of every waiting timer (90 ms a batch with 100,000 waiting).
     f"DELETE FROM {timers.name} WHERE ctid = ANY(ARRAY("  # noqa: S608
     f"SELECT ctid FROM {timers.name} WHERE due_ms <= %s ORDER BY due_ms LIMIT %s "
-    f"FOR UPDATE SKIP LOCKED)) RETURNING {_CLAIMED}, payload::text"
+    f"FOR UPDATE SKIP LOCKED)) RETURNING {_CLAIMED}, payload::text",
 )
-_PG_LOCK_RUNS = (
+_LOCK_RUNS = Sql(
+    f"SELECT run_id, state, user_id, anonymous_id FROM {runs.name} "  # noqa: S608
+    "WHERE run_id IN (SELECT value FROM json_each(?))",
     f"SELECT run_id, state::text, user_id, anonymous_id FROM {runs.name} "  # noqa: S608
-    "WHERE run_id IN (SELECT jsonb_array_elements_text(%s::jsonb)) ORDER BY run_id FOR UPDATE"
+    "WHERE run_id IN (SELECT jsonb_array_elements_text(%s::jsonb)) ORDER BY run_id FOR UPDATE",
+)
+_LISTENERS = Sql(
+    "SELECT profile_id, kind, name, run_id, until_ms FROM "  # noqa: S608
+    f"{run_listeners.name} WHERE workspace_id = ? AND profile_id IN "
+    "(SELECT value FROM json_each(?))",
+    "SELECT profile_id, kind, name, run_id, until_ms FROM "  # noqa: S608
+    f"{run_listeners.name} WHERE workspace_id = %s AND profile_id = "
+    "ANY(ARRAY(SELECT jsonb_array_elements_text(%s::jsonb)))",
+)
+_ENTRY_HISTORY = Sql(
+    "SELECT run_id, journey_key, profile_id, entry_key, status FROM "  # noqa: S608
+    f"{runs.name} WHERE workspace_id = ? AND journey_key IN (SELECT value FROM json_each(?))"
+    " AND profile_id IN (SELECT value FROM json_each(?)) ORDER BY run_id",
+    "SELECT run_id, journey_key, profile_id, entry_key, status FROM "  # noqa: S608
+    f"{runs.name} WHERE workspace_id = %s"
+    " AND journey_key = ANY(ARRAY(SELECT jsonb_array_elements_text(%s::jsonb)))"
+    " AND profile_id = ANY(ARRAY(SELECT jsonb_array_elements_text(%s::jsonb)))"
+    " ORDER BY run_id",
 )
 
 
-def _json_value(text: Any) -> Any:
-    """A JSON column read as text (a bare number comes back as a number from SQLite)."""
-    return orjson.loads(text) if isinstance(text, str | bytes) else text
+# What conditions read about the people of a step (`RunStore.facts`), JSON as text.
+_IN_PEOPLE = Sql(
+    " = ? AND {column} IN (SELECT value FROM json_each(?))",
+    " = %s AND {column} = ANY(ARRAY(SELECT jsonb_array_elements_text(%s::jsonb)))",
+)
 
 
-@functools.cache
-def _sqlite_lock_runs(count: int) -> str:
-    marks = ", ".join("?" for _ in range(count))
-    return (
-        f"SELECT run_id, state, user_id, anonymous_id FROM {runs.name} "  # noqa: S608
-        f"WHERE run_id IN ({marks})"
+def _of_people(select: str, select_pg: str, column: str) -> Sql:
+    """`select` (ending in `WHERE workspace_id`) for the people of one JSON parameter."""
+    return Sql(
+        select + _IN_PEOPLE.sqlite.format(column=column),
+        select_pg + _IN_PEOPLE.postgresql.format(column=column),
     )
+
+
+_FACT_TRAITS = _of_people(
+    f"SELECT id, traits FROM {profiles.name} WHERE workspace_id",  # noqa: S608
+    f"SELECT id, traits::text FROM {profiles.name} WHERE workspace_id",  # noqa: S608
+    "id",
+)
+_FACT_SEGMENTS = _of_people(
+    f"SELECT profile_id, segment_key FROM {segment_members.name} WHERE workspace_id",  # noqa: S608
+    f"SELECT profile_id, segment_key FROM {segment_members.name} WHERE workspace_id",  # noqa: S608
+    "profile_id",
+)
+_FACT_COMPUTED = _of_people(
+    f"SELECT profile_id, key, value FROM {computed_trait_values.name} WHERE workspace_id",  # noqa: S608
+    f"SELECT profile_id, key, value::text FROM {computed_trait_values.name} "  # noqa: S608
+    "WHERE workspace_id",
+    "profile_id",
+)
+_EVENT_FACT = "profile_id, event, seq, timestamp_ms"
+_FACT_EVENTS = Sql(
+    f"SELECT {_EVENT_FACT}, json_extract(payload, '$.properties') FROM {events.name} "  # noqa: S608
+    "WHERE profile_id IN (SELECT value FROM json_each(?)) "
+    "AND event IN (SELECT value FROM json_each(?)) ORDER BY timestamp_ms, seq",
+    f"SELECT {_EVENT_FACT}, (payload->'properties')::text FROM {events.name} "  # noqa: S608
+    "WHERE profile_id = ANY(ARRAY(SELECT jsonb_array_elements_text(%s::jsonb))) "
+    "AND event = ANY(ARRAY(SELECT jsonb_array_elements_text(%s::jsonb))) "
+    "ORDER BY timestamp_ms, seq",
+)
 
 
 class RunStore:
@@ -146,18 +193,8 @@ class RunStore:
         if not ids:
             return found
         # Straight through the driver, the state parsed by orjson: one run per transition.
-        if conn.dialect.name == "postgresql":
-            parts: Iterable[Sequence[str]] = [ids]
-        else:
-            parts = slices(ids)
-        for part in parts:
-            if conn.dialect.name == "postgresql":
-                result = await conn.exec_driver_sql(_PG_LOCK_RUNS, (orjson.dumps(part).decode(),))
-            else:
-                result = await conn.exec_driver_sql(_sqlite_lock_runs(len(part)), tuple(part))
-            rows: Sequence[Any] = result.all()
-            for row in rows:
-                found[row[0]] = StoredRun(_json_value(row[1]), row[2], row[3])
+        for row in await driver_rows(conn, _LOCK_RUNS, (json_text(ids),)):
+            found[row[0]] = StoredRun(json_value(row[1]), row[2], row[3])
         return found
 
     async def repoint(
@@ -216,30 +253,15 @@ class RunStore:
         """Every run of these people in these journeys (for the entry rules)."""
         keys = sorted(set(journey_keys))
         people = sorted(set(profile_ids))
-        found: list[EntryRecord] = []
         if not keys or not people:
-            return found
-        for part in slices(people):
-            rows = await conn.execute(
-                sa.select(
-                    runs.c.run_id,
-                    runs.c.journey_key,
-                    runs.c.profile_id,
-                    runs.c.entry_key,
-                    runs.c.status,
-                )
-                .where(
-                    runs.c.workspace_id == workspace_id,
-                    runs.c.journey_key.in_(keys),
-                    runs.c.profile_id.in_(part),
-                )
-                .order_by(runs.c.run_id)
-            )
-            found.extend(
-                EntryRecord(run_id, key, profile_id, entry_key, status == "waiting")
-                for run_id, key, profile_id, entry_key, status in rows
-            )
-        return found
+            return []
+        rows = await driver_rows(
+            conn, _ENTRY_HISTORY, (workspace_id, json_text(keys), json_text(people))
+        )
+        return [
+            EntryRecord(run_id, key, profile_id, entry_key, status == "waiting")
+            for run_id, key, profile_id, entry_key, status in rows
+        ]
 
     async def enrollments(self, conn: AsyncConnection, workspace_id: str, key: str) -> int:
         """How many runs a journey has had (all versions); lock the journey first to count."""
@@ -254,24 +276,11 @@ class RunStore:
         self, conn: AsyncConnection, workspace_id: str, profile_ids: Iterable[str]
     ) -> list[tuple[str, str, str, str, int | None]]:
         """(profile, kind, name, run, until_ms) of every listener of these people."""
-        found: list[tuple[str, str, str, str, int | None]] = []
-        for part in slices(sorted(set(profile_ids))):
-            rows = await conn.execute(
-                sa.select(
-                    run_listeners.c.profile_id,
-                    run_listeners.c.kind,
-                    run_listeners.c.name,
-                    run_listeners.c.run_id,
-                    run_listeners.c.until_ms,
-                ).where(
-                    run_listeners.c.workspace_id == workspace_id,
-                    run_listeners.c.profile_id.in_(part),
-                )
-            )
-            found.extend(
-                (row.profile_id, row.kind, row.name, row.run_id, row.until_ms) for row in rows
-            )
-        return found
+        people = sorted(set(profile_ids))
+        if not people:
+            return []
+        rows = await driver_rows(conn, _LISTENERS, (workspace_id, json_text(people)))
+        return [(row[0], row[1], row[2], row[3], row[4]) for row in rows]
 
     async def facts(
         self,
@@ -284,50 +293,24 @@ class RunStore:
         people = sorted(set(profile_ids))
         names = sorted(set(event_names))
         found = {p: ProfileFacts({}, {}, set(), {}) for p in people}
-        for part in slices(people):
-            for profile_id, traits in await conn.execute(
-                sa.select(profiles.c.id, profiles.c.traits).where(
-                    profiles.c.workspace_id == workspace_id, profiles.c.id.in_(part)
-                )
-            ):
-                found[profile_id].traits = dict(traits)
-            for profile_id, segment in await conn.execute(
-                sa.select(segment_members.c.profile_id, segment_members.c.segment_key).where(
-                    segment_members.c.workspace_id == workspace_id,
-                    segment_members.c.profile_id.in_(part),
-                )
-            ):
-                found[profile_id].segments.add(segment)
-            for profile_id, key, value in await conn.execute(
-                sa.select(
-                    computed_trait_values.c.profile_id,
-                    computed_trait_values.c.key,
-                    computed_trait_values.c.value,
-                ).where(
-                    computed_trait_values.c.workspace_id == workspace_id,
-                    computed_trait_values.c.profile_id.in_(part),
-                )
-            ):
-                found[profile_id].computed_traits[key] = value
-            if not names:
-                continue
-            for profile_id, name, seq, at_ms, properties in await conn.execute(
-                sa.select(
-                    events.c.profile_id,
-                    events.c.event,
-                    events.c.seq,
-                    events.c.timestamp_ms,
-                    events.c.payload["properties"].label("properties"),
-                )
-                .where(events.c.profile_id.in_(part), events.c.event.in_(names))
-                .order_by(events.c.timestamp_ms, events.c.seq)
-            ):
-                found[profile_id].events.setdefault(name, []).append(
-                    (
-                        seq,
-                        EventFact(name, at_ms, properties if isinstance(properties, dict) else {}),
-                    )
-                )
+        if not people:
+            return found
+        who = (workspace_id, json_text(people))
+        for profile_id, traits in await driver_rows(conn, _FACT_TRAITS, who):
+            found[profile_id].traits = dict(json_value(traits))
+        for profile_id, segment in await driver_rows(conn, _FACT_SEGMENTS, who):
+            found[profile_id].segments.add(segment)
+        for profile_id, key, value in await driver_rows(conn, _FACT_COMPUTED, who):
+            found[profile_id].computed_traits[key] = json_value(value)
+        if not names:
+            return found
+        for profile_id, name, seq, at_ms, text in await driver_rows(
+            conn, _FACT_EVENTS, (json_text(people), json_text(names))
+        ):
+            properties = None if text is None else json_value(text)
+            found[profile_id].events.setdefault(name, []).append(
+                (seq, EventFact(name, at_ms, properties if isinstance(properties, dict) else {}))
+            )
         return found
 
     async def history(
@@ -387,14 +370,10 @@ class RunStore:
         On PostgreSQL rows another worker holds are skipped (`FOR UPDATE SKIP LOCKED`); the
         deletion commits with the claimer's transaction, so a crash gives the timers back.
         """
-        postgres = conn.dialect.name == "postgresql"
-        result = await conn.exec_driver_sql(
-            _PG_CLAIM if postgres else _SQLITE_CLAIM, (now_ms, limit)
-        )
-        rows: Sequence[Any] = result.all()
+        rows = await driver_rows(conn, _CLAIM, (now_ms, limit))
         claimed = [
             ClaimedTimer(
-                row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], _json_value(row[8])
+                row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], json_value(row[8])
             )
             for row in rows
         ]
