@@ -89,6 +89,7 @@ class Legato:
             LogConsumer(self.db, "pipeline", settings.partitions),
             [IdentityStage(self.profiles, self.clock), ProfileStage(self.profiles, self.clock)],
             self.clock,
+            chunk_size=settings.pipeline_chunk_size,
             exclusive=settings.is_sqlite,
         )
         self.workers.append(self.pipeline)

@@ -13,6 +13,8 @@ from typing import Any
 from legato.errors import InvalidInput
 
 DEFAULT_DATABASE_URL = "sqlite:///legato.db"
+#: Bounds of `Settings.pipeline_chunk_size` (events per pipeline transaction).
+PIPELINE_CHUNK_BOUNDS = (1, 10_000)
 
 
 def _parse_bool(text: str) -> bool:
@@ -43,6 +45,9 @@ class Settings:
     default_phone_region: str = "US"
     # Event log partitions: events of one identity hash to one partition (ordered per profile).
     partitions: int = 8
+    # Events the pipeline applies per transaction. Bigger chunks cost less CPU per event when a
+    # backlog is drained, but hold SQLite's one write lock longer (ingestion and journeys wait).
+    pipeline_chunk_size: int = 500
     # Durability of SQLite commits: FULL survives power loss, NORMAL survives a process crash.
     sqlite_synchronous: str = "FULL"
     # Outbound calls from user-defined webhooks may reach private/loopback addresses only if set.
@@ -69,6 +74,16 @@ class Settings:
     delivery_lease_seconds: int = 300
     log_level: str = "info"
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        low, high = PIPELINE_CHUNK_BOUNDS
+        chunk = self.pipeline_chunk_size
+        if isinstance(chunk, bool) or not isinstance(chunk, int) or not low <= chunk <= high:
+            raise InvalidInput(
+                f"LEGATO_PIPELINE_CHUNK_SIZE: events per pipeline transaction, from {low} to "
+                f"{high}, not {chunk!r}",
+                field="pipeline_chunk_size",
+            )
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:

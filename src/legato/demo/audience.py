@@ -14,6 +14,7 @@ from typing import Any
 from legato.app import Legato
 from legato.demo.spec import LAPSED_AFTER_DAYS
 from legato.errors import NotFound
+from legato.runtime.segment_views import Progress
 
 #: The CRM scores leads with "Lead Scored" events; the journey reads the latest score.
 LEAD_SCORE: dict[str, Any] = {
@@ -51,12 +52,17 @@ LAPSED_CONDITION: dict[str, Any] = {
 COMPUTED_TRAITS = (LEAD_SCORE, FAVOURITE_CATEGORY)
 
 
-async def define_audience(legato: Legato, workspace_id: str) -> list[str]:
+async def define_audience(
+    legato: Legato, workspace_id: str, *, progress: Progress | None = None
+) -> list[str]:
     """The computed traits (computed over all history) and the empty `lapsed_customers`
-    segment; returns the keys defined. Running it again replaces them with the same."""
+    segment; returns the keys defined. Running it again replaces them with the same.
+    `progress` gets (key, events folded, events in all) while a trait is computed."""
     keys: list[str] = []
     for document in COMPUTED_TRAITS:
-        await legato.segments.put_computed_trait(workspace_id, document, key=document["key"])
+        await legato.segments.put_computed_trait(
+            workspace_id, document, key=document["key"], progress=progress
+        )
         keys.append(str(document["key"]))
     try:
         existing = await legato.segments.get_segment(workspace_id, LAPSED_KEY)

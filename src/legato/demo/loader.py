@@ -21,6 +21,7 @@ from legato.demo.dataset import DemoSpec, Message, generate
 from legato.demo.live import live_moment
 from legato.errors import InvalidInput, LegatoError, NotFound, Retryable
 from legato.runtime.documents import APPLY_ORDER, Document, apply_documents, parse_documents
+from legato.runtime.segment_views import Progress
 
 #: The workspace `legato demo` creates, or reuses when it exists.
 DEMO_WORKSPACE = "demo"
@@ -273,9 +274,12 @@ class LiveReport:
     entries: dict[str, int]
 
 
-async def prepare_audience(legato: Legato, workspace_id: str) -> list[str]:
-    """Define what the example journeys read (computed traits, the win-back segment)."""
-    return await define_audience(legato, workspace_id)
+async def prepare_audience(
+    legato: Legato, workspace_id: str, *, progress: Progress | None = None
+) -> list[str]:
+    """Define what the example journeys read (computed traits, the win-back segment);
+    `progress` follows the computed traits' backfills (key, events done, events in all)."""
+    return await define_audience(legato, workspace_id, progress=progress)
 
 
 async def go_live(

@@ -10,10 +10,11 @@ composes SQL.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
-from legato.domain.computed_traits import AggregateState
+from legato.domain.computed_traits import AggregateState, Aggregator
 from legato.domain.conditions import EventFact
 from legato.domain.segments import ComputedTrait, dump_document, parse_computed_trait
 from legato.errors import Conflict, InvalidInput, NotFound
@@ -89,35 +90,13 @@ class ComputedTraitUseCases:
             async with self.db.connect() as conn:
                 total = await self.store.event_total(conn, workspace_id, doc.event)
             progress(doc.key, 0, total)
-        async for page in self.store.trait_events(workspace_id, doc.event):
-            by_profile: dict[str, list[tuple[int, int, dict[str, Any]]]] = {}
-            for profile_id, seq, at, props in page:
-                by_profile.setdefault(profile_id, []).append((seq, at, props))
-            async with self.db.transaction() as conn:
-                stored = await self.store.values(conn, workspace_id, [doc.key], by_profile)
-                rows: list[ValueRow] = []
-                for profile_id, found in by_profile.items():
-                    previous = stored.get((doc.key, profile_id))
-                    state = (
-                        AggregateState.from_json(previous.state)
-                        if previous is not None
-                        else aggregator.new_state()
-                    )
-                    upto = int(previous.state.get(LOG_SEQ, 0)) if previous is not None else 0
-                    for seq, at, props in found:
-                        if seq > upto:
-                            aggregator.apply(state, EventFact(doc.event, at, props), now)
-                            upto = seq
-                    value, until = aggregator.value(state, now)
-                    rows.append(
-                        ValueRow(
-                            doc.key, profile_id, value, {**state.to_json(), LOG_SEQ: upto}, until
-                        )
-                    )
-                await self.store.write_values(conn, workspace_id, rows, now)
-            done += len(page)
-            if progress is not None:
-                progress(doc.key, done, total)
+        events = self.store.trait_events(workspace_id, doc.event)
+        async with contextlib.aclosing(events):  # it holds a connection: close it on errors
+            async for page in events:
+                await self._fold_history(workspace_id, doc, aggregator, page, now)
+                done += len(page)
+                if progress is not None:
+                    progress(doc.key, done, total)
         async with self.db.transaction() as conn:
             await self.store.set_state(conn, workspace_id, "computed_trait", doc.key, "live")
             compiled = await self.definitions.get(conn, workspace_id)
@@ -128,6 +107,40 @@ class ComputedTraitUseCases:
             await self._backfill(workspace_id, key, emit=True, progress=progress, follow=False)
         self._changed()
         return Saved(key=doc.key, created=created, version=version)
+
+    async def _fold_history(
+        self,
+        workspace_id: str,
+        doc: ComputedTrait,
+        aggregator: Aggregator,
+        page: list[tuple[str, int, int, dict[str, Any]]],
+        now: int,
+    ) -> None:
+        """Fold one page of the history (by profile, then log order) into the stored states;
+        events the stored log offset already counts (the pipeline stage's) are skipped."""
+        by_profile: dict[str, list[tuple[int, int, dict[str, Any]]]] = {}
+        for profile_id, seq, at, props in page:
+            by_profile.setdefault(profile_id, []).append((seq, at, props))
+        async with self.db.transaction() as conn:
+            stored = await self.store.values(conn, workspace_id, [doc.key], by_profile)
+            rows: list[ValueRow] = []
+            for profile_id, found in by_profile.items():
+                previous = stored.get((doc.key, profile_id))
+                state = (
+                    AggregateState.from_json(previous.state)
+                    if previous is not None
+                    else aggregator.new_state()
+                )
+                upto = int(previous.state.get(LOG_SEQ, 0)) if previous is not None else 0
+                for seq, at, props in found:
+                    if seq > upto:
+                        aggregator.apply(state, EventFact(doc.event, at, props), now)
+                        upto = seq
+                value, until = aggregator.value(state, now)
+                rows.append(
+                    ValueRow(doc.key, profile_id, value, {**state.to_json(), LOG_SEQ: upto}, until)
+                )
+            await self.store.write_values(conn, workspace_id, rows, now)
 
     async def put_computed_trait(
         self, workspace_id: str, body: Mapping[str, Any], *, key: str | None = None,

@@ -6,7 +6,7 @@ Part of `MembershipStore` (a mixin over its `db`). Never computes an aggregate i
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,36 +144,36 @@ class ComputedValueQueries:
         ]
 
     async def trait_events(
-        self, workspace_id: str, name: str, *, page: int = 20_000
-    ) -> AsyncIterator[list[tuple[str, int, int, dict[str, Any]]]]:
+        self, workspace_id: str, name: str, *, page: int = 5_000
+    ) -> AsyncGenerator[list[tuple[str, int, int, dict[str, Any]]], None]:
         """(profile, seq, timestamp_ms, properties) of every event of `name` with a profile,
-        by profile then time, a page at a time (computed-trait backfills)."""
-        after: tuple[str, int] = ("", -1)
-        while True:
-            async with self.db.connect() as conn:
-                rows = [
+        by profile then log order, a page at a time (computed-trait backfills).
+
+        One query streamed through a cursor: the database sorts the events once, where a
+        page per query sorted them all again for every page. Close the iterator when done
+        early (`contextlib.aclosing`): it holds a connection.
+        """
+        query = (
+            sa.select(
+                events.c.profile_id,
+                events.c.seq,
+                events.c.timestamp_ms,
+                events.c.payload["properties"].label("properties"),
+            )
+            .where(
+                events.c.workspace_id == workspace_id,
+                events.c.event == name,
+                events.c.profile_id.is_not(None),
+            )
+            .order_by(events.c.profile_id, events.c.seq)
+        )
+        async with self.db.connect() as conn:
+            result = await conn.stream(query)
+            async for part in result.partitions(page):
+                yield [
                     (str(p), int(s), int(t), props if isinstance(props, dict) else {})
-                    for p, s, t, props in await conn.execute(
-                        sa.select(
-                            events.c.profile_id,
-                            events.c.seq,
-                            events.c.timestamp_ms,
-                            events.c.payload["properties"].label("properties"),
-                        )
-                        .where(
-                            events.c.workspace_id == workspace_id,
-                            events.c.event == name,
-                            events.c.profile_id.is_not(None),
-                            sa.tuple_(events.c.profile_id, events.c.seq) > sa.tuple_(*after),
-                        )
-                        .order_by(events.c.profile_id, events.c.seq)
-                        .limit(page)
-                    )
+                    for p, s, t, props in part
                 ]
-            if not rows:
-                return
-            yield rows
-            after = (rows[-1][0], rows[-1][1])
 
     async def event_total(self, conn: AsyncConnection, workspace_id: str, name: str) -> int:
         """How many events of `name` the log holds (a computed-trait backfill's total)."""
