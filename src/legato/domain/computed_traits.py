@@ -189,6 +189,12 @@ class Aggregator:
 
     def apply(self, state: AggregateState, event: EventFact, now_ms: int) -> ComputedValue:
         """Take one event into `state` (others than the trait's are ignored); the value now."""
+        self.fold(state, event, now_ms)
+        return self.value(state, now_ms)
+
+    def fold(self, state: AggregateState, event: EventFact, now_ms: int) -> None:
+        """Take one event into `state` without working out the value: a backfill folds a
+        person's whole history, then asks `value` once (not once per event)."""
         if event.name == self.trait.event and (self._keep is None or self._keep(event)):
             contribution = self._contribution(event)
             if contribution is not _NOTHING:
@@ -198,7 +204,6 @@ class Aggregator:
                     state.folded.add(entry)
                 else:
                     state.entries.append(entry)
-        return self.value(state, now_ms)
 
     def value(self, state: AggregateState, now_ms: int) -> ComputedValue:
         """The value at `now_ms` and when it next changes; drops what no longer matters."""

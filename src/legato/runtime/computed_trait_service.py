@@ -134,7 +134,7 @@ class ComputedTraitUseCases:
                 upto = int(previous.state.get(LOG_SEQ, 0)) if previous is not None else 0
                 for seq, at, props in found:
                     if seq > upto:
-                        aggregator.apply(state, EventFact(doc.event, at, props), now)
+                        aggregator.fold(state, EventFact(doc.event, at, props), now)
                         upto = seq
                 value, until = aggregator.value(state, now)
                 rows.append(

@@ -140,3 +140,19 @@ def test_incremental_equals_afresh(
             assert afresh(trait, seen, until - 1) == value
             assert afresh(trait, seen, until) != value  # exact: few events, under the lookahead
         now = later
+
+
+@settings(max_examples=150, deadline=None)
+@given(trait=traits(), facts=events, step=st.integers(0, 2 * DAY))
+def test_folding_a_history_then_asking_once_equals_applying_each_event(
+    trait: ComputedTrait, facts: list[tuple[str, int, dict[str, Any]]], step: int
+) -> None:
+    """What backfills do (`fold` every event, `value` once) gives what live evaluation gives."""
+    agg = Aggregator(trait)
+    live, folded = agg.new_state(), agg.new_state()
+    now = NOW
+    for name, stamp, props in facts:
+        agg.apply(live, EventFact(name, stamp, props), now)
+        agg.fold(folded, EventFact(name, stamp, props), now)
+    assert agg.value(folded, now) == agg.value(live, now)
+    assert agg.value(folded, now + step) == agg.value(live, now + step)
