@@ -84,11 +84,9 @@ def as_served() -> None:
     start-up built is frozen out of the cyclic GC, which collects less often. Without them the
     GC rescans every object the app holds many times per batch (about a quarter of the CPU of
     a timer batch)."""
-    import gc
+    from legato.cli.context import settle_gc
 
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(10_000, 50, 100)
+    settle_gc()
 
 
 def rss_mb() -> float:

@@ -115,11 +115,10 @@ def mix(events: int, people: int, partitions: int, seed: int = 7) -> list[dict[s
 async def run_one(
     url: str, events: int, people: int, chunk: int, gc_freeze: bool = True
 ) -> dict[str, float]:
-    import gc
-
     import sqlalchemy as sa
 
     from legato.app import Legato
+    from legato.cli.context import settle_gc
     from legato.runtime.identity import IdentityStage
     from legato.runtime.pipeline import Pipeline
     from legato.runtime.profiles import ProfileStage
@@ -141,9 +140,7 @@ async def run_one(
     print(f"  filled the log with {len(rows)} events in {time.perf_counter() - started:.1f}s")
 
     if gc_freeze:  # as `legato serve` and `legato worker` do once started
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(10_000, 50, 100)
+        settle_gc()
     exclusive = legato.settings.is_sqlite
     baseline = Pipeline(
         legato.db,

@@ -85,6 +85,7 @@ async def throughput(
     come from people the workspace already knows (steady state) instead of from people who
     all enter their segments for the first time (a workspace's first hours).
     """
+    from legato.cli.context import settle_gc
     from legato.runtime.documents import apply_documents, parse_documents
 
     legato, ws, _ = await _world(url)
@@ -131,6 +132,7 @@ async def throughput(
         spent[1] += time.process_time() - cpu
 
     stage.process = timed  # type: ignore[method-assign]
+    settle_gc()  # as `legato serve` and `legato worker` run the pipeline
     started, cpu = time.perf_counter(), time.process_time()
     done = 0
     while True:

@@ -8,6 +8,7 @@ when a command needs the database.
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -69,6 +70,21 @@ async def current_workspace(legato: Legato) -> Workspace:
         names = ", ".join(ws.name for ws in spaces)
         raise InvalidInput(f"several workspaces ({names}): choose one with --workspace")
     return spaces[0]
+
+
+def settle_gc() -> None:
+    """For a process that now runs for long: freeze what start-up built out of the cyclic GC's
+    reach and collect less often.
+
+    Everything built so far lives as long as the process; without this the collector rescans
+    the ~100k objects of the app many times a second (one ingest request allocates ~1,000
+    containers, the pipeline several per event). Measured: `orjson.loads` of a 20-event batch
+    ~350 → ~90 µs CPU in `legato serve`; about a quarter of a timer batch's CPU; 15-25% of the
+    pipeline's with 100 segments.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 50, 100)
 
 
 def run(work: Callable[[], Awaitable[T]]) -> T:

@@ -29,7 +29,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from legato.cli.context import console_err, print_json, settings
+from legato.cli.context import console_err, print_json, settings, settle_gc
 from legato.cli.serve import serve
 
 if TYPE_CHECKING:  # the application and the loader load when the command runs
@@ -80,7 +80,9 @@ def demo(
         if journeys
         else next((p for p in EXAMPLE_JOURNEYS if p.is_dir()), EXAMPLE_JOURNEYS[0])
     )
-    summary = asyncio.run(_load(Legato(loading_settings(config)), spec, folder))
+    legato = Legato(loading_settings(config))
+    settle_gc()  # loading runs every worker for a minute, as `legato serve` would
+    summary = asyncio.run(_load(legato, spec, folder))
     url = f"http://{config.host}:{config.port}/"
     summary["console_url"] = url
     if as_json:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import signal
 
-from legato.cli.context import console_err, settings
+from legato.cli.context import console_err, settings, settle_gc
 
 
 def worker() -> None:
@@ -23,11 +22,7 @@ def worker() -> None:
     legato = Legato(config)
     legato.claim_engine()
     legato.migrate()
-    # As `legato serve` does: what start-up built lives as long as the process, so keep it out
-    # of the cyclic GC's scans, and collect less often (the pipeline allocates per event).
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(10_000, 50, 100)
+    settle_gc()
 
     async def main() -> None:
         stop = asyncio.Event()
