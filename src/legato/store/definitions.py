@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from legato.errors import NotFound
-from legato.store.profile_state import Sql, driver_rows
+from legato.store.database import Sql, driver_rows
 from legato.store.segments import (
     computed_trait_values,
     computed_traits,

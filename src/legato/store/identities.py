@@ -21,14 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from legato.domain.identity import Identifier
 from legato.errors import Conflict, NotFound
 from legato.ids import new_id
-from legato.store.profile_state import (
-    JOIN_GROUP,
-    ProfileStateStore,
-    Sql,
-    driver_rows,
-    driver_write,
-    json_text,
-)
+from legato.store.database import Sql, driver_rows, driver_write, json_text
+from legato.store.profile_state import JOIN_GROUP, ProfileStateStore
 
 #: Merge chains are compressed on every merge; a longer one means a corrupt graph.
 MAX_MERGE_HOPS = 32

@@ -18,8 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from legato.errors import Conflict, NotFound
 from legato.store.channels import channels, subscription_topics, templates
-from legato.store.database import Database, insert_for
-from legato.store.profile_state import Sql, driver_rows, json_text
+from legato.store.database import Database, Sql, driver_rows, insert_for, json_text
 from legato.store.segments import computed_traits, segments
 from legato.store.tables import Id, Json, metadata
 

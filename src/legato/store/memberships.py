@@ -24,9 +24,16 @@ from legato.store.conditions_sql import (
     count_matching_profiles,
     matching_profile_ids,
 )
-from legato.store.database import Database, insert_for, slices
+from legato.store.database import (
+    Database,
+    Sql,
+    driver_rows,
+    insert_for,
+    json_text,
+    json_value,
+    slices,
+)
 from legato.store.definitions import DefinitionQueries, StoredDefinition
-from legato.store.profile_state import Sql, driver_rows, json_text, json_value
 from legato.store.segments import computed_trait_values, segment_members, segment_rechecks
 from legato.store.tables import events, identities, profiles
 

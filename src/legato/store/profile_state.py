@@ -6,100 +6,21 @@ exactly once. Decides nothing: how traits combine is `domain.profiles`; which pr
 belongs to is the identity stage's business (`store.identities`).
 
 The pipeline's statements (here and in `store.identities`) go to the database driver itself, on
-the connection's transaction (`driver_rows`, `driver_write`): SQLAlchemy's work around one
-statement (result metadata, cursor adaption, and four thread hops with aiosqlite) costs
-~300 µs of CPU, measured, more than most of these statements themselves; the pipeline runs
-about ten per chunk. Lists of values travel as ONE JSON parameter (`json_each` on SQLite,
-`jsonb_array_elements` on PostgreSQL): psycopg adapts a Python list element by element in
-Python (2.9 ms for two lists of 500 against 0.2 ms for the same values as one JSON text).
+the connection's transaction (`store.database.driver_rows` / `driver_write`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
-import orjson
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from legato.domain.identity import IdentityConfig
 from legato.domain.profiles import ProfileDraft, combine_group_traits
 from legato.errors import NotFound
-from legato.store.database import Database
-
-
-class Sql(NamedTuple):
-    """One statement in each driver's parameter style: `?` (sqlite3) and `%s` (psycopg)."""
-
-    sqlite: str
-    postgresql: str
-
-    @classmethod
-    def same(cls, text: str) -> Sql:
-        """A statement both databases read alike, written with `?` placeholders."""
-        return cls(text, text.replace("?", "%s"))
-
-
-async def driver_rows(
-    conn: AsyncConnection, statement: Sql, parameters: Sequence[Any]
-) -> list[tuple[Any, ...]]:
-    """The rows of `statement`, run by the driver on `conn`'s transaction."""
-    driver: Any = (await conn.get_raw_connection()).driver_connection
-    postgres = conn.dialect.name == "postgresql"
-    text = statement.postgresql if postgres else statement.sqlite
-    try:
-        if postgres:
-            cursor = await driver.execute(text, parameters)
-            return list(await cursor.fetchall())
-        return list(await driver.execute_fetchall(text, parameters))
-    except conn.dialect.loaded_dbapi.Error as exc:
-        raise _translated(conn, text, parameters, exc) from exc
-
-
-async def driver_write(
-    conn: AsyncConnection, statement: Sql, parameters: Sequence[Any], *, many: bool = False
-) -> int:
-    """Run a writing `statement` (once per row of `parameters` if `many`) by the driver, on
-    `conn`'s transaction; returns the number of rows it changed."""
-    driver: Any = (await conn.get_raw_connection()).driver_connection
-    postgres = conn.dialect.name == "postgresql"
-    text = statement.postgresql if postgres else statement.sqlite
-    try:
-        if postgres:
-            cursor = driver.cursor()
-            if many:
-                await cursor.executemany(text, parameters)
-            else:
-                await cursor.execute(text, parameters)
-        elif many:
-            cursor = await driver.executemany(text, parameters)
-        else:
-            cursor = await driver.execute(text, parameters)
-        return int(cursor.rowcount)
-    except conn.dialect.loaded_dbapi.Error as exc:
-        raise _translated(conn, text, parameters, exc) from exc
-
-
-def _translated(
-    conn: AsyncConnection, text: str, parameters: Sequence[Any], exc: Exception
-) -> sa.exc.StatementError:
-    # The driver's error as SQLAlchemy raises it, so that callers (`store.log.classify_failure`)
-    # tell races, broken databases and bad events apart the same way.
-    return sa.exc.DBAPIError.instance(
-        text, parameters, exc, conn.dialect.loaded_dbapi.Error, hide_parameters=True
-    )
-
-
-def json_text(value: object) -> str:
-    """`value` as one JSON parameter."""
-    return orjson.dumps(value).decode()
-
-
-def json_value(value: Any) -> Any:
-    """A JSON column read by the driver (text; SQLite gives a bare number back as a number)."""
-    return orjson.loads(value) if isinstance(value, str | bytes) else value
+from legato.store.database import Database, Sql, driver_rows, driver_write, json_text, json_value
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,9 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from legato.domain.messages import format_instant, partition_for
 from legato.domain.pipeline import INTERNAL
 from legato.domain.profiles import ProfileDraft
+from legato.store.database import Sql, driver_write
 from legato.store.events import LOG_LOCK_KEY
 from legato.store.journeys import journey_rollups, outbox, run_listeners, runs, timers
-from legato.store.profile_state import Sql, driver_write
 from legato.store.tables import events, profiles
 
 

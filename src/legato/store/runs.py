@@ -20,9 +20,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from legato.domain.conditions import EventFact
-from legato.store.database import Database, slices
+from legato.store.database import Database, Sql, driver_rows, json_text, json_value, slices
 from legato.store.journeys import run_listeners, runs, timers
-from legato.store.profile_state import Sql, driver_rows, json_text, json_value
 from legato.store.run_writes import (
     InternalEvent,
     JourneyChanges,

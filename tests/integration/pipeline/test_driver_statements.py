@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
+from legato.store.database import Sql, driver_rows, driver_write
 from legato.store.log import classify_failure
-from legato.store.profile_state import Sql, driver_rows, driver_write
 from legato.store.tables import profile_groups
 
 from .conftest import make_legato
