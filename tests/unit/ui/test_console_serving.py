@@ -5,9 +5,9 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi import FastAPI
-from fastapi.testclient import TestClient
 
 from legato.ui.console import IMMUTABLE, REVALIDATE, install
 
@@ -28,7 +28,7 @@ def bundle(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def client_for(root: Path) -> TestClient:
+def client_for(root: Path) -> httpx.AsyncClient:
     app = FastAPI()
 
     @app.get("/api/v1/things")
@@ -42,14 +42,15 @@ def client_for(root: Path) -> TestClient:
     async def late() -> dict[str, bool]:
         return {"late": True}
 
-    return TestClient(app)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://testserver")
 
 
 @pytest.mark.parametrize(
     "path", ["/", "/journeys", "/journeys/abandoned_cart", "/profiles/01abc", "/settings"]
 )
-def test_client_routes_answer_with_index_html(bundle: Path, path: str) -> None:
-    answer = client_for(bundle).get(path, headers=HTML)
+async def test_client_routes_answer_with_index_html(bundle: Path, path: str) -> None:
+    async with client_for(bundle) as client:
+        answer = await client.get(path, headers=HTML)
     assert answer.status_code == 200
     assert answer.content == INDEX
     assert answer.headers["cache-control"] == REVALIDATE
@@ -68,61 +69,66 @@ def test_client_routes_answer_with_index_html(bundle: Path, path: str) -> None:
         ("/assets/missing-123.js", {}, 404),
     ],
 )
-def test_what_is_not_a_console_page_is_not_answered_with_one(
+async def test_what_is_not_a_console_page_is_not_answered_with_one(
     bundle: Path, path: str, headers: dict[str, str], status: int
 ) -> None:
-    answer = client_for(bundle).get(path, headers=headers)
+    async with client_for(bundle) as client:
+        answer = await client.get(path, headers=headers)
     assert answer.status_code == status
     assert answer.content != INDEX
 
 
-def test_api_routes_win_whatever_the_order_of_inclusion(bundle: Path) -> None:
-    client = client_for(bundle)
-    assert client.get("/api/v1/things", headers=HTML).json() == {"things": []}
-    assert client.get("/api/v1/late", headers=HTML).json() == {"late": True}
+async def test_api_routes_win_whatever_the_order_of_inclusion(bundle: Path) -> None:
+    async with client_for(bundle) as client:
+        assert (await client.get("/api/v1/things", headers=HTML)).json() == {"things": []}
+        assert (await client.get("/api/v1/late", headers=HTML)).json() == {"late": True}
 
 
-def test_hashed_assets_are_cached_for_good_and_compressed(bundle: Path) -> None:
-    client = client_for(bundle)
-    plain = client.get("/assets/app-abc123.js", headers={"Accept-Encoding": "identity"})
-    assert plain.status_code == 200
-    assert plain.content == SCRIPT
-    assert plain.headers["cache-control"] == IMMUTABLE
-    assert plain.headers["content-type"].startswith("text/javascript")
-    assert "content-encoding" not in plain.headers
+async def test_hashed_assets_are_cached_for_good_and_compressed(bundle: Path) -> None:
+    async with client_for(bundle) as client:
+        plain = await client.get("/assets/app-abc123.js", headers={"Accept-Encoding": "identity"})
+        assert plain.status_code == 200
+        assert plain.content == SCRIPT
+        assert plain.headers["cache-control"] == IMMUTABLE
+        assert plain.headers["content-type"].startswith("text/javascript")
+        assert "content-encoding" not in plain.headers
 
-    raw = client.get("/assets/app-abc123.js", headers={"Accept-Encoding": "gzip"})
-    # httpx decodes gzip transparently: the bytes are the same, the wire was compressed.
-    assert raw.headers["content-encoding"] == "gzip"
-    assert raw.content == SCRIPT
-    assert int(raw.headers["content-length"]) == len(gzip.compress(SCRIPT, 9, mtime=0))
+        raw = await client.get("/assets/app-abc123.js", headers={"Accept-Encoding": "gzip"})
+        # httpx decodes gzip transparently: the bytes are the same, the wire was compressed.
+        assert raw.headers["content-encoding"] == "gzip"
+        assert raw.content == SCRIPT
+        assert int(raw.headers["content-length"]) == len(gzip.compress(SCRIPT, 9, mtime=0))
 
-    small = client.get("/assets/app-abc123.css", headers={"Accept-Encoding": "gzip"})
-    assert "content-encoding" not in small.headers  # not worth compressing
-
-
-def test_etag_revalidation_answers_304(bundle: Path) -> None:
-    client = client_for(bundle)
-    first = client.get("/settings", headers=HTML)
-    again = client.get("/settings", headers={**HTML, "If-None-Match": first.headers["etag"]})
-    assert again.status_code == 304
-    assert again.content == b""
-    asset = client.get("/assets/app-abc123.js")
-    cached = client.get("/assets/app-abc123.js", headers={"If-None-Match": asset.headers["etag"]})
-    assert cached.status_code == 304
+        small = await client.get("/assets/app-abc123.css", headers={"Accept-Encoding": "gzip"})
+        assert "content-encoding" not in small.headers  # not worth compressing
 
 
-def test_head_requests_get_headers_only(bundle: Path) -> None:
-    answer = client_for(bundle).head(
-        "/assets/app-abc123.js", headers={"Accept-Encoding": "identity"}
-    )
+async def test_etag_revalidation_answers_304(bundle: Path) -> None:
+    async with client_for(bundle) as client:
+        first = await client.get("/settings", headers=HTML)
+        again = await client.get(
+            "/settings", headers={**HTML, "If-None-Match": first.headers["etag"]}
+        )
+        assert again.status_code == 304
+        assert again.content == b""
+        asset = await client.get("/assets/app-abc123.js")
+        cached = await client.get(
+            "/assets/app-abc123.js", headers={"If-None-Match": asset.headers["etag"]}
+        )
+        assert cached.status_code == 304
+
+
+async def test_head_requests_get_headers_only(bundle: Path) -> None:
+    async with client_for(bundle) as client:
+        answer = await client.head("/assets/app-abc123.js", headers={"Accept-Encoding": "identity"})
     assert answer.status_code == 200
     assert answer.content == b""
     assert answer.headers["content-length"] == str(len(SCRIPT))
 
 
-def test_an_unbuilt_console_explains_how_to_build_it(tmp_path: Path) -> None:
-    answer = client_for(tmp_path).get("/journeys", headers=HTML)
+async def test_an_unbuilt_console_explains_how_to_build_it(tmp_path: Path) -> None:
+    async with client_for(tmp_path) as client:
+        answer = await client.get("/journeys", headers=HTML)
     assert answer.status_code == 503
     assert b"scripts/build-console" in answer.content
 
